@@ -1,0 +1,62 @@
+"""Batching at the verifier: which queued jobs form the next target forward pass.
+
+A batcher sees `VerifyJob`-like objects (anything with the attributes below) and returns
+the ones to run, in order. When to run (max wait, max batch) is the server's business, so
+every batcher's `select` is a pure function of the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from dsd.policies.registry import Registry
+
+
+class VerifyJob(Protocol):
+    """The view of a queued job that a batcher may use."""
+
+    request_id: int
+    context_len: int  # tokens already in the target KV cache for this request
+    query_tokens: int  # tokens this job feeds the target (gamma+1 for verify, prompt for prefill)
+    arrival_s: float  # when the job reached the target's queue
+    deadline_s: float  # TPOT deadline for this job (inf when no SLO)
+
+
+class Batcher(Protocol):
+    max_batch: int
+    max_batch_tokens: int
+    max_wait_s: float
+
+    def select(self, queue: Sequence[VerifyJob], now: float) -> list[VerifyJob]:
+        """Return a non-empty sub-list of `queue` (queue is non-empty)."""
+        ...
+
+
+BATCHERS: Registry[Batcher] = Registry("batcher")
+
+
+@BATCHERS.register("fifo")
+class FifoBatcher:
+    """First come, first served, up to `max_batch` jobs and `max_batch_tokens` query tokens."""
+
+    def __init__(
+        self, max_batch: int = 32, max_batch_tokens: int = 8192, max_wait_ms: float = 0.0
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.max_batch = max_batch
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_s = max_wait_ms / 1000.0
+
+    def select(self, queue: Sequence[VerifyJob], now: float) -> list[VerifyJob]:
+        batch: list[VerifyJob] = []
+        tokens = 0
+        for job in queue:
+            if len(batch) >= self.max_batch:
+                break
+            if batch and tokens + job.query_tokens > self.max_batch_tokens:
+                break
+            batch.append(job)
+            tokens += job.query_tokens
+        return batch
