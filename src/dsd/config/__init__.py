@@ -1,0 +1,25 @@
+"""Scenario configuration: schema, loading with overrides, clear errors."""
+
+from dsd.config.load import apply_override, dump_config, load_config, read_yaml
+from dsd.config.schema import (
+    AcceptanceSpec,
+    ArrivalSpec,
+    ClusterSpec,
+    DraftPool,
+    LatencySpec,
+    NetworkSpec,
+    PoliciesSpec,
+    PolicySpec,
+    ScenarioConfig,
+    SimulationSpec,
+    SloSpec,
+    TargetPool,
+    WorkloadSpec,
+)
+
+__all__ = [
+    "apply_override", "dump_config", "load_config", "read_yaml",
+    "AcceptanceSpec", "ArrivalSpec", "ClusterSpec", "DraftPool", "LatencySpec", "NetworkSpec",
+    "PoliciesSpec", "PolicySpec", "ScenarioConfig", "SimulationSpec", "SloSpec", "TargetPool",
+    "WorkloadSpec",
+]

@@ -1,0 +1,184 @@
+"""Load a scenario: YAML -> `--set` overrides -> schema -> semantic checks.
+
+Every failure is a `ConfigError` whose one line names the field path, e.g.
+`cluster.drafts[0].gpu: unknown GPU 'A41' (known: A100, ...)`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from dsd.config.schema import PolicySpec, ScenarioConfig
+from dsd.errors import ConfigError
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("tuple[float, float]", "float", "function-after[_check_range()]"):
+            continue  # pydantic's union branch names, not user fields
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = format_loc(err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see examples/ for valid keys)"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    return f"{loc}: {msg}"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scenario must be a YAML mapping")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.path=value` (value parsed as YAML; list items by index)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected dotted.path=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    node: Any = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        where = ".".join(keys[: i + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set {path}: {where} is not a valid list index")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise ConfigError(f"--set {path}: {'.'.join(keys[:i])} is not a mapping or list")
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | ScenarioConfig,
+    overrides: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+) -> ScenarioConfig:
+    """Validated scenario from a YAML path, a dict or a config, with overrides applied."""
+    if isinstance(source, ScenarioConfig):
+        data = source.model_dump(mode="python", exclude_unset=False)
+        base_dir = Path.cwd()
+    elif isinstance(source, dict):
+        data, base_dir = copy.deepcopy(source), Path.cwd()
+    else:
+        data, base_dir = read_yaml(source), Path(source).resolve().parent
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if seed is not None:
+        data["seed"] = seed
+    try:
+        config = ScenarioConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    _resolve_paths(config, base_dir)
+    check_semantics(config)
+    return config
+
+
+def _resolve_paths(config: ScenarioConfig, base_dir: Path) -> None:
+    """Relative file paths in a config are relative to the config file."""
+
+    def fix(p: str | None) -> str | None:
+        if p is None or Path(p).is_absolute():
+            return p
+        candidate = base_dir / p
+        return str(candidate) if candidate.exists() or not Path(p).exists() else p
+
+    config.catalog = [fix(p) or p for p in config.catalog]
+    config.workload.arrival.path = fix(config.workload.arrival.path)
+    for pool in [*config.cluster.drafts, *config.cluster.targets]:
+        pool.latency.path = fix(pool.latency.path)
+
+
+def check_semantics(config: ScenarioConfig) -> None:
+    """Checks that need the catalog and the policy registries."""
+    from dsd.catalog import load_catalog
+    from dsd.policies import BATCHERS, ROUTERS, WINDOWS, UnknownPolicyError
+    from dsd.workload import length_profile
+
+    try:
+        catalog = load_catalog(config.catalog)
+    except ConfigError as exc:
+        raise ConfigError(f"catalog: {exc}") from None
+
+    def lookup(kind: str, name: str, where: str) -> Any:
+        try:
+            return catalog.gpu(name) if kind == "gpu" else catalog.model(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    draft_families = {}
+    for i, pool in enumerate(config.cluster.drafts):
+        lookup("gpu", pool.gpu, f"cluster.drafts[{i}].gpu")
+        draft_families[i] = lookup("model", pool.model, f"cluster.drafts[{i}].model").family
+    target_families = set()
+    for i, pool in enumerate(config.cluster.targets):
+        lookup("gpu", pool.gpu, f"cluster.targets[{i}].gpu")
+        target_families.add(lookup("model", pool.model, f"cluster.targets[{i}].model").family)
+        if pool.draft_model:
+            lookup("model", pool.draft_model, f"cluster.targets[{i}].draft_model")
+    for i, family in draft_families.items():
+        if family not in target_families:
+            raise ConfigError(
+                f"cluster.drafts[{i}].model: no target pool serves a model of tokenizer family "
+                f"{family!r}; drafts and targets must share a tokenizer"
+            )
+    policies = (("router", ROUTERS), ("batcher", BATCHERS), ("window", WINDOWS))
+    for field, registry in policies:
+        spec: PolicySpec = getattr(config.policies, field)
+        try:
+            registry.create(spec.name, **spec.params)
+        except (UnknownPolicyError, ValueError) as exc:
+            raise ConfigError(f"policies.{field}: {exc}") from None
+    try:
+        length_profile(config.workload.dataset, config.workload.prompt, config.workload.output)
+    except ConfigError as exc:
+        raise ConfigError(f"workload: {exc}") from None
+    arrival = config.workload.arrival
+    if arrival.type == "trace" and not Path(arrival.path or "").is_file():
+        raise ConfigError(f"workload.arrival.path: trace file {arrival.path!r} not found")
+    if config.simulation.max_gamma < _max_gamma(config.policies.window):
+        raise ConfigError("policies.window: gamma exceeds simulation.max_gamma")
+
+
+def _max_gamma(window: PolicySpec) -> int:
+    params = window.params
+    return max(int(v) for k, v in params.items() if k in ("gamma", "large", "max_gamma")) \
+        if any(k in params for k in ("gamma", "large", "max_gamma")) else 1
+
+
+def dump_config(config: ScenarioConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,106 @@
+"""Streaming metric collection with the definitions of the metric conventions:
+
+- TTFT = arrival -> first output token; TPOT = (E2E - TTFT) / (output tokens - 1).
+- acceptance rate = accepted / drafted tokens; mean acceptance length = 1 + accepted / rounds.
+- SLO attainment = share of measured requests meeting both the TTFT and TPOT SLOs;
+  goodput = such requests (or their output tokens) per second.
+- wasted draft time = sum over rounds of (drafted - accepted - 1)+ x draft step time.
+
+Only counters and quantile sketches are kept, so memory does not grow with simulated time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dsd.metrics.sketch import QuantileSketch
+
+
+class MetricsCollector:
+    def __init__(self, ttft_slo_s: float, tpot_slo_s: float, max_gamma: int) -> None:
+        self.ttft_slo_s = ttft_slo_s
+        self.tpot_slo_s = tpot_slo_s
+        self.ttft = QuantileSketch()
+        self.tpot = QuantileSketch()
+        self.e2e = QuantileSketch()
+        self.completed = 0
+        self.slo_met = 0
+        self.output_tokens = 0
+        self.good_tokens = 0
+        self.rounds = 0
+        self.drafted = 0
+        self.accepted = 0
+        self.wasted_draft_s = 0.0
+        # rounds_by_gamma_accepted[g][k]: rounds that drafted g tokens and accepted k of them
+        self.round_hist = [[0] * (g + 1) for g in range(max_gamma + 1)]
+
+    def record_round(self, gamma: int, accepted: int, step_s: float) -> None:
+        self.round_hist[gamma][accepted] += 1
+        if accepted < gamma - 1:
+            self.wasted_draft_s += (gamma - accepted - 1) * step_s
+
+    def record_request(
+        self, ttft_s: float, e2e_s: float, output_tokens: int, rounds: int, drafted: int,
+        accepted: int,
+    ) -> tuple[float, bool]:
+        """Add one finished request; returns (tpot_s, slo_met)."""
+        tpot_s = (e2e_s - ttft_s) / (output_tokens - 1) if output_tokens > 1 else 0.0
+        met = ttft_s <= self.ttft_slo_s and tpot_s <= self.tpot_slo_s
+        self.completed += 1
+        self.output_tokens += output_tokens
+        self.rounds += rounds
+        self.drafted += drafted
+        self.accepted += accepted
+        self.ttft.add(ttft_s)
+        self.e2e.add(e2e_s)
+        if output_tokens > 1:
+            self.tpot.add(tpot_s)
+        if met:
+            self.slo_met += 1
+            self.good_tokens += output_tokens
+        return tpot_s, met
+
+    def acceptance_by_position(self) -> list[float]:
+        """P(position i accepted | drafted and reached) for i = 1..max gamma drafted."""
+        reached = [0] * len(self.round_hist)
+        passed = [0] * len(self.round_hist)
+        for gamma, row in enumerate(self.round_hist):
+            for k, n in enumerate(row):
+                if not n:
+                    continue
+                for i in range(min(k + 1, gamma)):  # positions tested: all accepted + 1 reject
+                    reached[i] += n
+                for i in range(k):
+                    passed[i] += n
+        return [round(p / r, 4) for p, r in zip(passed, reached, strict=True) if r]
+
+    def summary(self, span_s: float) -> dict[str, Any]:
+        def ms(sketch: QuantileSketch, q: float) -> float:
+            v = sketch.quantile(q)
+            return round(v * 1000.0, 3) if not math.isnan(v) else math.nan
+
+        span = max(span_s, 1e-12)
+        out: dict[str, Any] = {
+            "requests_completed": self.completed,
+            "throughput_rps": self.completed / span,
+            "output_tps": self.output_tokens / span,
+            "output_tokens": self.output_tokens,
+        }
+        for name, sketch in (("ttft", self.ttft), ("tpot", self.tpot), ("e2e", self.e2e)):
+            for q in (50, 95, 99):
+                out[f"{name}_ms_p{q}"] = ms(sketch, q / 100)
+            out[f"{name}_ms_mean"] = round(sketch.mean * 1000.0, 3) if sketch.count else math.nan
+        out.update(
+            acceptance_rate=self.accepted / self.drafted if self.drafted else math.nan,
+            mean_acceptance_length=1 + self.accepted / self.rounds if self.rounds else math.nan,
+            rounds=self.rounds,
+            drafted_tokens=self.drafted,
+            accepted_tokens=self.accepted,
+            wasted_draft_s=self.wasted_draft_s,
+            slo_attainment=self.slo_met / self.completed if self.completed else math.nan,
+            goodput_rps=self.slo_met / span,
+            goodput_tps=self.good_tokens / span,
+            acceptance_by_position=self.acceptance_by_position(),
+        )
+        return out

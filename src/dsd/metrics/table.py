@@ -1,0 +1,93 @@
+"""The per-request table, shared by the simulator and the runtime bench so the two compare.
+
+Rows are streamed to disk in row groups, so memory stays bounded by the buffer size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+REQUEST_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("device_id", pa.int64()),
+        ("target_id", pa.int64()),
+        ("mode", pa.string()),
+        ("arrival_s", pa.float64()),
+        ("prompt_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("ttft_ms", pa.float64()),
+        ("tpot_ms", pa.float64()),
+        ("e2e_ms", pa.float64()),
+        ("rounds", pa.int64()),
+        ("drafted_tokens", pa.int64()),
+        ("accepted_tokens", pa.int64()),
+        ("slo_met", pa.bool_()),
+    ]
+)
+REQUEST_COLUMNS: list[str] = REQUEST_SCHEMA.names
+
+
+class RequestTableWriter:
+    """Buffers rows (tuples in REQUEST_COLUMNS order) and writes Parquet or CSV by suffix.
+
+    With `path=None` rows are kept in memory and returned by `close()` as a table.
+    """
+
+    def __init__(self, path: str | Path | None, flush_rows: int = 8192) -> None:
+        self.path = Path(path) if path else None
+        self.flush_rows = flush_rows
+        self._rows: list[tuple[Any, ...]] = []
+        self._batches: list[pa.RecordBatch] = []
+        self._writer: Any = None
+        self.rows_written = 0
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        columns = list(zip(*self._rows, strict=True))
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(columns, REQUEST_SCHEMA, strict=True)],
+            schema=REQUEST_SCHEMA,
+        )
+        self.rows_written += len(self._rows)
+        self._rows = []
+        if self.path is None:
+            self._batches.append(batch)
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.suffix == ".csv":
+                self._writer = pacsv.CSVWriter(str(self.path), REQUEST_SCHEMA)
+            else:
+                self._writer = pq.ParquetWriter(str(self.path), REQUEST_SCHEMA)
+        self._writer.write_batch(batch)
+
+    def close(self) -> pa.Table | None:
+        self._flush()
+        if self.path is None:
+            return pa.Table.from_batches(self._batches, schema=REQUEST_SCHEMA)
+        if self._writer is None:  # no rows: still leave a valid empty file
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.suffix == ".csv":
+                pacsv.write_csv(REQUEST_SCHEMA.empty_table(), str(self.path))
+            else:
+                pq.write_table(REQUEST_SCHEMA.empty_table(), str(self.path))
+        else:
+            self._writer.close()
+        return None
+
+
+def read_request_table(path: str | Path) -> pa.Table:
+    path = Path(path)
+    return pacsv.read_csv(str(path)) if path.suffix == ".csv" else pq.read_table(str(path))

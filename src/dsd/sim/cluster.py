@@ -1,0 +1,105 @@
+"""Expand a validated scenario into simulated devices, servers, links and policies."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from dsd.acceptance import AcceptanceModel, resolve_acceptance
+from dsd.catalog import load_catalog
+from dsd.config import ScenarioConfig
+from dsd.errors import ConfigError
+from dsd.perf import Deployment, kv_capacity_tokens, make_predictor
+from dsd.policies import BATCHERS, ROUTERS, WINDOWS, Router, WindowFactory
+from dsd.sim.arrivals import make_driver
+from dsd.sim.entities import DraftDevice, Network, TargetServer
+
+RNG_STREAMS = ("workload", "network", "acceptance", "session", "routing")
+
+
+def rng_streams(seed: int) -> dict[str, random.Random]:
+    """Independent, reproducible random streams per concern, so that changing a policy or a
+    mode does not change the workload a run sees."""
+    return {name: random.Random(f"dsd:{seed}:{name}") for name in RNG_STREAMS}
+
+
+@dataclass
+class Cluster:
+    config: ScenarioConfig
+    devices: list[DraftDevice]
+    servers: list[TargetServer]
+    network: Network
+    acceptance: dict[tuple[int, int], AcceptanceModel]
+    router: Router
+    window_factory: WindowFactory
+    arrivals: Any
+    rngs: dict[str, random.Random]
+
+
+def build_cluster(config: ScenarioConfig) -> Cluster:
+    catalog = load_catalog(config.catalog)
+    rngs = rng_streams(config.seed)
+    policies = config.policies
+    servers: list[TargetServer] = []
+    target_families: list[str] = []
+    for p, pool in enumerate(config.cluster.targets):
+        where = f"cluster.targets[{p}]"
+        model = catalog.model(pool.model)
+        draft_name = pool.draft_model or _default_draft(config, catalog, model.family)
+        try:
+            predictor = make_predictor(pool.latency.model_dump())
+            hw = Deployment(catalog.gpu(pool.gpu), model, pool.tp)
+            step = predictor.bind(hw)
+            draft_step = predictor.bind(Deployment(catalog.gpu(pool.gpu), catalog.model(draft_name)))
+            kv_capacity = kv_capacity_tokens(hw, config.simulation.kv_reserve_frac)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        target_families.append(model.family)
+        for _ in range(pool.count):
+            batcher = BATCHERS.create(policies.batcher.name, **policies.batcher.params)
+            servers.append(TargetServer(len(servers), p, step, draft_step, batcher, kv_capacity))
+
+    devices: list[DraftDevice] = []
+    for p, pool in enumerate(config.cluster.drafts):
+        where = f"cluster.drafts[{p}]"
+        model = catalog.model(pool.model)
+        try:
+            step = make_predictor(pool.latency.model_dump()).bind(
+                Deployment(catalog.gpu(pool.gpu), model))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        targets = [s for s in servers if target_families[s.pool] == model.family]
+        for _ in range(pool.count):
+            devices.append(DraftDevice(len(devices), p, step, targets))
+
+    net_cfg = config.network
+    low, high = (net_cfg.rtt_ms if isinstance(net_cfg.rtt_ms, tuple)
+                 else (net_cfg.rtt_ms, net_cfg.rtt_ms))
+    uniform = rngs["network"].uniform
+    rtt = [uniform(low, high) / 1000.0 for _ in range(len(devices) * len(servers))]
+    network = Network(rtt, len(servers), net_cfg.jitter_ms / 1000.0, net_cfg.bandwidth_mbps,
+                      net_cfg.loss, net_cfg.retransmit_ms / 1000.0, net_cfg.header_bytes,
+                      net_cfg.bytes_per_token, rngs["network"])
+
+    dataset = config.workload.dataset
+    spec = config.acceptance.model_dump(exclude_none=True)
+    acceptance = {}
+    for d, dpool in enumerate(config.cluster.drafts):
+        for t, tpool in enumerate(config.cluster.targets):
+            acceptance[d, t] = resolve_acceptance(spec, catalog.model(dpool.model).name,
+                                                  catalog.model(tpool.model).name, dataset)
+
+    router = ROUTERS.create(policies.router.name, seed=rngs["routing"].randrange(2**31),
+                            **policies.router.params)
+    window = WINDOWS.create(policies.window.name, **policies.window.params)
+    arrivals = make_driver(config, devices, rngs["workload"])
+    return Cluster(config, devices, servers, network, acceptance, router, window, arrivals, rngs)
+
+
+def _default_draft(config: ScenarioConfig, catalog: Any, family: str) -> str:
+    """Fused mode drafts on the server with the first edge draft model of the same family."""
+    for pool in config.cluster.drafts:
+        if catalog.model(pool.model).family == family:
+            return pool.model
+    return config.cluster.drafts[0].model

@@ -1,0 +1,97 @@
+"""`simulate(config) -> Result`: one simulation run, from Python or the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dsd.config import ScenarioConfig, dump_config, load_config
+from dsd.metrics import RequestTableWriter, read_request_table
+from dsd.sim.cluster import build_cluster
+from dsd.sim.simulator import Simulator
+
+
+@dataclass
+class Result:
+    """A finished run: the flat summary, and the per-request table (in memory or on disk)."""
+
+    summary: dict[str, Any]
+    config: ScenarioConfig
+    out_dir: Path | None = None
+    _table: pa.Table | None = field(default=None, repr=False)
+
+    @property
+    def requests(self) -> pa.Table:
+        if self._table is None and self.out_dir is not None:
+            self._table = read_request_table(self.out_dir / "requests.parquet")
+        return self._table  # type: ignore[return-value]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+
+def simulate(
+    config: ScenarioConfig | dict[str, Any] | str | Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+    out: str | Path | None = None,
+    keep_requests: bool = True,
+) -> Result:
+    """Run one scenario. With `out`, writes summary.json, requests.parquet and config.yaml
+    there (rows streamed to disk); else the request table stays in memory when
+    `keep_requests`, or is dropped (for sweeps and benchmarks)."""
+    if not isinstance(config, ScenarioConfig) or overrides or seed is not None:
+        config = load_config(config, overrides, seed)
+    out_dir = Path(out) if out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        writer = RequestTableWriter(out_dir / "requests.parquet")
+    else:
+        writer = RequestTableWriter(None) if keep_requests else _NullWriter()
+    started = time.perf_counter()
+    sim = Simulator(build_cluster(config), writer)
+    stats = sim.run()
+    wall = time.perf_counter() - started
+    table = writer.close()
+
+    measured_span = _measured_span(config, stats["sim_time_s"])
+    summary: dict[str, Any] = {"name": config.name, "mode": config.mode, "seed": config.seed}
+    summary.update(sim.metrics.summary(measured_span))
+    summary.update(stats)
+    summary["wall_time_s"] = wall
+    summary["accepted_tokens_per_wall_s"] = summary["accepted_tokens"] / wall if wall else 0.0
+    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = {k: _clean(v) for k, v in summary.items()}
+    if out_dir:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out_dir / "config.yaml").write_text(dump_config(config))
+    return Result(summary, config, out_dir, table)
+
+
+def _measured_span(config: ScenarioConfig, sim_time: float) -> float:
+    """Seconds over which rates are measured: after warm-up, to the end of the run."""
+    end = sim_time if config.simulation.drain else min(sim_time, config.simulation.duration_s)
+    return max(end - config.simulation.warmup_s, 1e-9)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: a metric with no samples is null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    return value
+
+
+class _NullWriter:
+    def add(self, row: tuple[Any, ...]) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
