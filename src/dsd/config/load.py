@@ -170,14 +170,10 @@ def check_semantics(config: ScenarioConfig) -> None:
     arrival = config.workload.arrival
     if arrival.type == "trace" and not Path(arrival.path or "").is_file():
         raise ConfigError(f"workload.arrival.path: trace file {arrival.path!r} not found")
-    if config.simulation.max_gamma < _max_gamma(config.policies.window):
-        raise ConfigError("policies.window: gamma exceeds simulation.max_gamma")
-
-
-def _max_gamma(window: PolicySpec) -> int:
-    params = window.params
-    return max(int(v) for k, v in params.items() if k in ("gamma", "large", "max_gamma")) \
-        if any(k in params for k in ("gamma", "large", "max_gamma")) else 1
+    gamma = config.policies.window.params.get("gamma")
+    if isinstance(gamma, int) and gamma > config.simulation.max_gamma:
+        raise ConfigError(f"policies.window.gamma: {gamma} exceeds simulation.max_gamma "
+                          f"({config.simulation.max_gamma})")
 
 
 def dump_config(config: ScenarioConfig) -> str:

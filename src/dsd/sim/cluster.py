@@ -51,7 +51,8 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
             predictor = make_predictor(pool.latency.model_dump())
             hw = Deployment(catalog.gpu(pool.gpu), model, pool.tp)
             step = predictor.bind(hw)
-            draft_step = predictor.bind(Deployment(catalog.gpu(pool.gpu), catalog.model(draft_name)))
+            draft_hw = Deployment(catalog.gpu(pool.gpu), catalog.model(draft_name))
+            draft_step = predictor.bind(draft_hw)
             kv_capacity = kv_capacity_tokens(hw, config.simulation.kv_reserve_frac)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
