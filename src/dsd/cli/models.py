@@ -1,0 +1,31 @@
+"""`dsd models tiny DIR`: write a tiny random draft/target pair (shared tokenizer, seeded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="model utilities (tiny test pair)")
+    modes = p.add_subparsers(dest="models_cmd", metavar="CMD")
+    t = modes.add_parser("tiny", help="write DIR/draft and DIR/target: a tiny Llama pair")
+    t.add_argument("dir", help="output directory")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--noise", type=float, default=0.1,
+                   help="relative noise added to the target's weights to make the draft")
+    t.set_defaults(handler=_tiny)
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _tiny(args) -> int:
+    from dsd.errors import DsdError
+    from dsd.runtime.tiny import write_tiny_pair
+
+    out = Path(args.dir)
+    if out.exists() and not out.is_dir():
+        raise DsdError(f"{out} exists and is not a directory")
+    if not 0.0 <= args.noise <= 10.0:
+        raise DsdError("--noise must be in [0, 10]")
+    target, draft = write_tiny_pair(out, seed=args.seed, noise=args.noise)
+    print(f"wrote target {target} and draft {draft}")
+    return 0

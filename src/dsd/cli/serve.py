@@ -1,0 +1,274 @@
+"""`dsd serve verifier|edge|fused|cloud|proxy`: the real distributed runtime."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+
+def _model_args(p: argparse.ArgumentParser, flag: str, dest: str, gguf_dest: str) -> None:
+    p.add_argument(flag, dest=dest, required=True, metavar="PATH",
+                   help="local model directory or .gguf file")
+    p.add_argument(f"{flag}-gguf-file" if flag != "--model" else "--gguf-file", dest=gguf_dest,
+                   metavar="F", help="GGUF file name inside PATH")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA) | fp32 | "
+                   "bf16 | fp16")
+    p.add_argument("--no-prepack", action="store_true",
+                   help="do not replace linears with oneDNN prepacked ones on CPU")
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--plain-logs", action="store_true", help="text logs instead of JSON lines")
+
+
+def _batch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-batch", type=int, default=16, help="max sessions per verify forward")
+    p.add_argument("--batcher", default="fifo", help="batcher policy name (dsd.policies.BATCHERS)")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="wait up to this long to fill a batch (default 0)")
+
+
+def _edge_args(p: argparse.ArgumentParser, port: int = 8000) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=port)
+    p.add_argument("--served-model-name", default=None)
+    p.add_argument("--max-tokens-limit", type=int, default=4096)
+    p.add_argument("--round-timeout-s", type=float, default=30.0,
+                   help="deadline for each verifier reply (then retry elsewhere)")
+    p.add_argument("--request-timeout-s", type=float, default=600.0)
+    p.add_argument("--max-support", type=int, default=256,
+                   help="max tokens in a sampled draft proposal sent to the verifier")
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window", default="static",
+                   help="window policy name (dsd.policies.WINDOWS): static | dynamic | ...")
+    p.add_argument("--gamma", type=int, default=None, help="gamma for --window static (4)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the runtime: verifier, edge, fused, cloud, proxy")
+    modes = p.add_subparsers(dest="serve_mode", metavar="MODE")
+
+    v = modes.add_parser("verifier", help="cloud verifier (target model, gRPC)")
+    _model_args(v, "--model", "model", "gguf_file")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=50051)
+    _batch_args(v)
+    v.add_argument("--max-sessions", type=int, default=256)
+    v.add_argument("--metrics-port", type=int, default=9400,
+                   help="Prometheus /metrics HTTP port (0 = off)")
+    v.add_argument("--token", default=os.environ.get("DSD_TOKEN"),
+                   help="require this bearer token (default $DSD_TOKEN)")
+    v.add_argument("--tls-cert", default=None)
+    v.add_argument("--tls-key", default=None)
+    _common(v)
+    v.set_defaults(handler=_verifier)
+
+    e = modes.add_parser("edge", help="edge drafter + OpenAI-compatible API")
+    _model_args(e, "--draft-model", "draft_model", "draft_gguf_file")
+    e.add_argument("--verifier", required=True, help="HOST:PORT[,HOST:PORT...]")
+    _edge_args(e)
+    _window_args(e)
+    e.add_argument("--router", default="jsq", help="router policy name (dsd.policies.ROUTERS)")
+    e.add_argument("--emulate-rtt-ms", type=float, default=0.0,
+                   help="add this round-trip delay on the edge's link (user space)")
+    e.add_argument("--emulate-jitter-ms", type=float, default=0.0)
+    e.add_argument("--token", default=os.environ.get("DSD_TOKEN"))
+    e.add_argument("--tls", action="store_true", help="connect to verifiers with TLS")
+    e.add_argument("--tls-ca", default=None, help="CA bundle for --tls (default system roots)")
+    _common(e)
+    e.set_defaults(handler=_edge)
+
+    f = modes.add_parser("fused", help="draft + target in one process, OpenAI API")
+    _model_args(f, "--model", "model", "gguf_file")
+    _model_args(f, "--draft-model", "draft_model", "draft_gguf_file")
+    _edge_args(f)
+    _window_args(f)
+    _batch_args(f)
+    _common(f)
+    f.set_defaults(handler=_fused)
+
+    c = modes.add_parser("cloud", help="target only (no speculation), OpenAI API")
+    _model_args(c, "--model", "model", "gguf_file")
+    _edge_args(c)
+    _batch_args(c)
+    _common(c)
+    c.set_defaults(handler=_cloud)
+
+    x = modes.add_parser("proxy", help="TCP delay proxy between edge and verifier")
+    x.add_argument("--listen", default="127.0.0.1:50052", help="HOST:PORT to listen on")
+    x.add_argument("--upstream", required=True, help="HOST:PORT of the verifier")
+    x.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay")
+    x.add_argument("--jitter-ms", type=float, default=0.0, help="uniform +- jitter per chunk")
+    x.add_argument("--bandwidth-mbps", type=float, default=0.0, help="0 = unlimited")
+    x.add_argument("--log-level", default="info")
+    x.add_argument("--plain-logs", action="store_true")
+    x.set_defaults(handler=_proxy)
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _setup(args) -> None:
+    from dsd.runtime.logs import setup_logging
+
+    setup_logging(args.log_level, json_logs=not args.plain_logs)
+
+
+def _load(args, path, gguf):
+    from dsd.runtime.backend import load_backend
+
+    return load_backend(path, gguf, device=args.device, dtype=args.dtype,
+                        prepack=not args.no_prepack)
+
+
+def _policy(registry, name, **kw):
+    from dsd.errors import DsdError
+    from dsd.policies import UnknownPolicyError
+
+    try:
+        return registry.create(name, **kw)
+    except (UnknownPolicyError, ValueError) as exc:
+        raise DsdError(str(exc)) from None
+
+
+def _batcher(args):
+    from dsd.policies import BATCHERS
+
+    kw = {"max_batch": args.max_batch}
+    if args.max_wait_ms:
+        kw["max_wait_ms"] = args.max_wait_ms
+    return _policy(BATCHERS, args.batcher, **kw)
+
+
+def _window(args):
+    from dsd.policies import WINDOWS
+
+    return _policy(WINDOWS, args.window, **({"gamma": args.gamma} if args.gamma else {}))
+
+
+def _run(coro) -> int:
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _verifier(args) -> int:
+    _setup(args)
+    batcher = _batcher(args)
+    runner = _load(args, args.model, args.gguf_file)
+
+    async def main():
+        from prometheus_client import start_http_server
+
+        from dsd.runtime.protocol import TlsConfig
+        from dsd.runtime.scheduler import VerifierCore
+        from dsd.runtime.verifier import VerifierService, start_verifier_server
+
+        core = VerifierCore(runner, batcher, max_sessions=args.max_sessions)
+        service = VerifierService(core)
+        tls = TlsConfig(args.tls_cert, args.tls_key) if (args.tls_cert or args.tls_key) else None
+        server, port = await start_verifier_server(service, args.host, args.port,
+                                                   token=args.token, tls=tls)
+        if args.metrics_port:
+            start_http_server(args.metrics_port, addr=args.host, registry=core.metrics.registry)
+        print(f"dsd verifier: {runner.name} on {args.host}:{port} (batcher {args.batcher}, "
+              f"max batch {args.max_batch}, metrics :{args.metrics_port or 'off'})", flush=True)
+        await server.wait_for_termination()
+
+    return _run(main())
+
+
+def _edge_kwargs(args) -> dict:
+    return {"round_timeout_s": args.round_timeout_s, "request_timeout_s": args.request_timeout_s,
+            "max_support": args.max_support}
+
+
+async def _serve_engine(engine, tokenizer, name, args, max_context):
+    from dsd.runtime.launch import start_edge_server, wait_forever
+
+    srv = await start_edge_server(engine, tokenizer, name, args.host, args.port,
+                                  args.max_tokens_limit, max_context)
+    print(f"dsd {args.serve_mode}: OpenAI API on http://{args.host}:{srv.port}/v1 "
+          f"(model {name})", flush=True)
+    try:
+        await wait_forever()
+    finally:
+        await srv.stop()
+
+
+def _edge(args) -> int:
+    _setup(args)
+    from dsd.policies import ROUTERS
+    from dsd.runtime.protocol import TlsConfig, parse_address
+
+    addrs = [a for a in args.verifier.split(",") if a.strip()]
+    for a in addrs:
+        parse_address(a)
+    window, router = _window(args), _policy(ROUTERS, args.router)
+    draft = _load(args, args.draft_model, args.draft_gguf_file)
+
+    async def main():
+        from dsd.runtime.client import RemoteEndpoint
+        from dsd.runtime.edge import EdgeEngine
+
+        tls = TlsConfig(ca=args.tls_ca) if args.tls else None
+        eps = [RemoteEndpoint(i, a.strip(), token=args.token, tls=tls,
+                              emulate_rtt_s=args.emulate_rtt_ms / 1e3,
+                              emulate_jitter_s=args.emulate_jitter_ms / 1e3)
+               for i, a in enumerate(addrs)]
+        engine = EdgeEngine(draft, eps, window, router, **_edge_kwargs(args))
+        name = args.served_model_name or draft.name
+        await _serve_engine(engine, draft.tokenizer, name, args, draft.max_context)
+
+    return _run(main())
+
+
+def _fused(args) -> int:
+    _setup(args)
+    from dsd.runtime.fused import fused_engine
+
+    window, batcher = _window(args), _batcher(args)
+    target = _load(args, args.model, args.gguf_file)
+    draft = _load(args, args.draft_model, args.draft_gguf_file)
+    if draft.fingerprint != target.fingerprint:
+        from dsd.errors import DsdError
+
+        raise DsdError("tokenizer mismatch: the draft and target models must share a tokenizer")
+    engine = fused_engine(draft, target, window, batcher, **_edge_kwargs(args))
+    name = args.served_model_name or target.name
+    return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context))
+
+
+def _cloud(args) -> int:
+    _setup(args)
+    from dsd.runtime.fused import cloud_only_engine
+
+    batcher = _batcher(args)
+    target = _load(args, args.model, args.gguf_file)
+    engine = cloud_only_engine(target, batcher, **_edge_kwargs(args))
+    name = args.served_model_name or target.name
+    return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context))
+
+
+def _proxy(args) -> int:
+    _setup(args)
+    from dsd.runtime.protocol import parse_address
+    from dsd.runtime.proxy import DelayProxy, LinkConfig
+
+    lhost, lport = parse_address(args.listen)
+    uhost, uport = parse_address(args.upstream)
+    cfg = LinkConfig(args.delay_ms / 1e3, args.jitter_ms / 1e3, args.bandwidth_mbps * 1e6)
+
+    async def main():
+        proxy = DelayProxy(uhost, uport, cfg)
+        port = await proxy.start(lhost, lport)
+        print(f"dsd proxy: {lhost}:{port} -> {uhost}:{uport} (one-way {args.delay_ms} ms "
+              f"+- {args.jitter_ms} ms)", flush=True)
+        await asyncio.Event().wait()
+
+    return _run(main())

@@ -1,0 +1,373 @@
+"""The edge engine: draft loop, window policy, routing, retries, per-request statistics.
+
+`EdgeEngine.generate(prompt_ids, params, max_tokens)` is an async generator of committed
+token lists. Per request it routes to a verifier (router policy over the load verifiers
+report and the RTT the edge measures), prefills the draft cache while the verifier
+prefills, then runs rounds: choose gamma (window policy), draft gamma tokens with their
+exact proposal distributions, send them, receive (accepted, next token), roll the draft
+cache back to the accepted prefix. If the verifier dies or stops answering, the request
+moves to another verifier, re-prefilled with prompt + committed tokens (nothing lost or
+duplicated); with none left it fails with a clear error. Every wait has a deadline.
+
+With no draft model (cloud-only mode) every round has gamma = 0: plain target decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from dsd.errors import DsdError
+from dsd.policies import RequestView, RoundResult, TargetView, WindowState
+from dsd.runtime.backend import KVState, ModelRunner
+from dsd.runtime.client import Endpoint, VerifierFailure, VerifierRefused
+from dsd.runtime.metrics import EdgeMetrics
+from dsd.runtime.speculative import SamplingParams, SparseDist, make_generator, propose
+
+log = logging.getLogger("dsd.runtime.edge")
+
+
+class NoVerifierError(DsdError):
+    """No verifier is left to serve a request."""
+
+
+@dataclass
+class RequestStats:
+    request_id: str
+    arrival_s: float  # perf_counter at arrival
+    prompt_tokens: int
+    target_id: int = -1
+    output_tokens: int = 0
+    first_token_s: float | None = None
+    finish_s: float | None = None
+    rounds: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    retries: int = 0
+    gamma_history: list[int] = field(default_factory=list)
+    accepted_per_pos: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    @property
+    def ttft_s(self) -> float:
+        return (self.first_token_s or self.arrival_s) - self.arrival_s
+
+    @property
+    def e2e_s(self) -> float:
+        return (self.finish_s or time.perf_counter()) - self.arrival_s
+
+    @property
+    def tpot_s(self) -> float:
+        if self.output_tokens <= 1:
+            return 0.0
+        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
+
+    def as_dict(self) -> dict:
+        return {
+            "request_id": self.request_id, "target_id": self.target_id,
+            "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
+            "ttft_ms": self.ttft_s * 1e3, "tpot_ms": self.tpot_s * 1e3, "e2e_ms": self.e2e_s * 1e3,
+            "rounds": self.rounds, "drafted_tokens": self.drafted,
+            "accepted_tokens": self.accepted,
+            "acceptance_rate": self.accepted / self.drafted if self.drafted else 0.0,
+            "retries": self.retries, "gamma_history": list(self.gamma_history),
+            "accepted_per_pos": list(self.accepted_per_pos), "finish_reason": self.finish_reason,
+        }
+
+
+class _Draft:
+    """Per-request draft state: committed tokens and the draft KV cache over a prefix."""
+
+    def __init__(self, runner: ModelRunner, committed: list[int], params: SamplingParams):
+        self.runner = runner
+        self.kv = KVState()
+        self.committed = committed  # shared list with the engine loop
+        self.params = params
+        self.gen = make_generator(None if params.seed is None else params.seed + 1)
+        self.confidence: float | None = None
+
+    def prefill(self, n: int) -> None:
+        self.runner.forward(self.kv, self.committed[:n], keep=1)
+
+    def draft(self, gamma: int, max_support: int) -> tuple[list[int], list[SparseDist] | None]:
+        tokens: list[int] = []
+        proposals: list[SparseDist] = []
+        if self.kv.length >= len(self.committed):  # always feed at least the last token
+            self.kv.crop(len(self.committed) - 1)
+        feed = self.committed[self.kv.length:]
+        for _ in range(gamma):
+            logits = self.runner.forward(self.kv, feed, keep=1)[-1]
+            tok, q, conf = propose(logits, self.params, self.gen, max_support)
+            tokens.append(tok)
+            if q is not None:
+                proposals.append(q)
+            self.confidence = conf
+            feed = [tok]
+        return tokens, (proposals if not self.params.greedy else None)
+
+    def rollback(self, base: int, accepted: int) -> None:
+        self.kv.crop(min(self.kv.length, base + accepted))
+
+    def discard_uncommitted(self) -> None:
+        """Drop cached draft tokens of a round that never got a verdict."""
+        self.kv.crop(min(self.kv.length, len(self.committed)))
+
+
+class EdgeEngine:
+    def __init__(
+        self,
+        draft: ModelRunner | None,
+        endpoints: list[Endpoint],
+        window_factory,
+        router,
+        metrics: EdgeMetrics | None = None,
+        round_timeout_s: float = 30.0,
+        request_timeout_s: float = 600.0,
+        max_support: int = 256,
+        edge_id: str = "edge",
+        device_id: int = 0,
+        down_seconds: float = 5.0,
+        eos_ids: set[int] | None = None,
+    ) -> None:
+        if not endpoints:
+            raise DsdError("the edge needs at least one verifier")
+        self.draft = draft
+        self.endpoints = endpoints
+        self.window_factory = window_factory
+        self.router = router
+        self.metrics = metrics or EdgeMetrics()
+        self.round_timeout_s = round_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.max_support = max_support
+        self.edge_id = edge_id
+        self.device_id = device_id
+        self.down_seconds = down_seconds
+        self.eos_ids = set(eos_ids) if eos_ids is not None else (
+            draft.eos_ids if draft is not None else set())
+        self.fingerprint = draft.fingerprint if draft is not None else ""
+        self.vocab_size = draft.vocab_size if draft is not None else 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsd-draft")
+        self._ids = itertools.count(1)
+        self.recent: list[dict] = []  # finished requests' stats (bounded)
+
+    async def start(self) -> None:
+        """Handshake with every verifier. A tokenizer/version mismatch is fatal; an
+        unreachable verifier is only logged (it is retried when a request needs it)."""
+        reachable = 0
+        for ep in self.endpoints:
+            try:
+                await ep.connect(self.fingerprint, self.vocab_size, self.edge_id)
+                reachable += 1
+            except VerifierFailure as exc:
+                log.warning("%s", exc)
+        if reachable == 0:
+            log.warning("no verifier reachable yet; requests will retry")
+
+    async def close(self) -> None:
+        for ep in self.endpoints:
+            await ep.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _choose(self, stats: RequestStats, max_tokens: int, excluded: set[int]) -> Endpoint:
+        now = time.monotonic()
+        for ep in self.endpoints:  # reconnect verifiers whose cool-down has passed
+            if ep.target_id not in excluded and not ep.ready and ep.healthy(now):
+                try:
+                    await ep.connect(self.fingerprint, self.vocab_size, self.edge_id)
+                except VerifierFailure as exc:
+                    log.warning("%s", exc)
+        cands = [ep for ep in self.endpoints
+                 if ep.target_id not in excluded and ep.ready and ep.healthy(now)]
+        if not cands:
+            raise NoVerifierError(f"no verifier available for request {stats.request_id} "
+                                  f"({len(self.endpoints)} configured, all down or failed)")
+        views = [TargetView(target_id=ep.target_id, queue_depth=ep.load.queue_depth,
+                            running=max(ep.load.running, ep.active),
+                            outstanding_tokens=ep.load.outstanding_tokens,
+                            capacity=ep.load.capacity, rtt_s=ep.rtt_ema) for ep in cands]
+        req = RequestView(request_id=next(self._ids), device_id=self.device_id,
+                          prompt_tokens=stats.prompt_tokens, max_output_tokens=max_tokens)
+        chosen = self.router.choose(req, views)
+        return next(ep for ep in cands if ep.target_id == chosen)
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        max_tokens: int,
+        ignore_eos: bool = False,
+        request_id: str | None = None,
+        stats: RequestStats | None = None,
+    ) -> AsyncIterator[list[int]]:
+        """Yield lists of newly committed output tokens until max_tokens or EOS."""
+        if not prompt_ids:
+            raise DsdError("empty prompt")
+        stats = stats or RequestStats(request_id or f"req-{next(self._ids)}",
+                                      time.perf_counter(), len(prompt_ids))
+        self.metrics.running.inc()
+        self.metrics.prompt_tokens.inc(len(prompt_ids))
+        status = "error"
+        try:
+            async for tokens in self._generate(prompt_ids, params, max_tokens, ignore_eos,
+                                               stats):
+                yield tokens
+            status = "ok"
+        finally:
+            stats.finish_s = time.perf_counter()
+            self.metrics.running.dec()
+            self.metrics.requests.labels(status=status).inc()
+            if status == "ok":
+                self.metrics.e2e.observe(stats.e2e_s)
+                if stats.output_tokens > 1:
+                    self.metrics.tpot.observe(stats.tpot_s)
+            self.recent.append(stats.as_dict())
+            del self.recent[:-1000]
+            log.info("request done", extra={"dsd": {**stats.as_dict(), "status": status}})
+
+    async def _generate(self, prompt_ids, params, max_tokens, ignore_eos, stats):
+        eos = set() if ignore_eos else self.eos_ids
+        deadline_at = stats.arrival_s + self.request_timeout_s
+        committed = list(prompt_ids)
+        n_prompt = len(prompt_ids)
+        draft = _Draft(self.draft, committed, params) if self.draft is not None else None
+        controller = self.window_factory()
+        wstate = WindowState()
+        tpot_ema = tpot_var = 0.0
+        acc_ema: float | None = None
+        excluded: set[int] = set()
+        draft_task = None
+        if draft is not None:
+            draft_task = asyncio.ensure_future(self._run(draft.prefill, n_prompt))
+        try:
+            while True:
+                out_len = len(committed) - n_prompt
+                if out_len >= max_tokens:
+                    stats.finish_reason = "length"
+                    return
+                ep = await self._choose(stats, max_tokens, excluded)
+                stats.target_id = ep.target_id
+                left = deadline_at - time.perf_counter()
+                if left <= 0:
+                    raise DsdError(f"request {stats.request_id} exceeded its "
+                                   f"{self.request_timeout_s:.0f}s deadline")
+                sess = ep.session(stats.request_id, left, min(self.round_timeout_s, left))
+                ep.active += 1
+                try:
+                    reply = await sess.open(committed, params, max_tokens - out_len,
+                                            self.fingerprint)
+                    if draft_task is not None:
+                        await draft_task
+                        draft_task = None
+                    done = self._commit(stats, committed, n_prompt, [reply.token], eos,
+                                        max_tokens)
+                    yield committed[n_prompt + out_len:n_prompt + stats.output_tokens]
+                    if done:
+                        return
+                    rnd = 0
+                    while True:
+                        if time.perf_counter() > deadline_at:
+                            raise DsdError(f"request {stats.request_id} exceeded its "
+                                           f"{self.request_timeout_s:.0f}s deadline")
+                        out_len = stats.output_tokens
+                        remaining = max_tokens - out_len
+                        limit = min(ep.max_gamma, remaining - 1,
+                                    ep.max_context - len(committed) - 1)
+                        if draft is not None:
+                            limit = min(limit, self.draft.max_context - len(committed) - 1)
+                        wstate.prev_gamma = stats.gamma_history[-1] if stats.gamma_history else 0
+                        wstate.queue_util = ep.load.queue_depth / max(1, ep.load.capacity)
+                        wstate.rtt_mean_s, wstate.rtt_std_s = ep.rtt_ema, ep.rtt_std
+                        wstate.tpot_mean_s, wstate.tpot_std_s = tpot_ema, math.sqrt(tpot_var)
+                        wstate.acceptance_ema = acc_ema if acc_ema is not None else 0.0
+                        wstate.draft_confidence = draft.confidence if draft else None
+                        gamma = 0
+                        if draft is not None:
+                            gamma = max(0, min(int(controller.next_gamma(wstate)), limit))
+                        t0 = time.perf_counter()
+                        base = len(committed)
+                        tokens, proposals = ([], None)
+                        if gamma:
+                            tokens, proposals = await self._run(draft.draft, gamma,
+                                                                self.max_support)
+                        rnd += 1
+                        reply = await sess.verify(rnd, tokens, proposals)
+                        a = min(reply.accepted, gamma)
+                        if draft is not None:
+                            draft.rollback(base, a)
+                        elapsed = time.perf_counter() - t0
+                        self._record_round(stats, gamma, a, elapsed, reply.rtt_s)
+                        if gamma:
+                            rate = a / gamma
+                            acc_ema = rate if acc_ema is None else 0.7 * acc_ema + 0.3 * rate
+                            controller.observe(RoundResult(gamma, a, elapsed, reply.rtt_s))
+                        per_tok = elapsed / (a + 1)
+                        d = per_tok - tpot_ema
+                        tpot_ema = per_tok if tpot_ema == 0 else tpot_ema + 0.2 * d
+                        tpot_var = 0.8 * (tpot_var + 0.2 * d * d)
+                        start = stats.output_tokens
+                        done = self._commit(stats, committed, n_prompt,
+                                            tokens[:a] + [reply.token], eos, max_tokens)
+                        yield committed[n_prompt + start:n_prompt + stats.output_tokens]
+                        if done:
+                            return
+                except VerifierFailure as exc:
+                    log.warning("request %s: %s; retrying elsewhere", stats.request_id, exc)
+                    if draft is not None:
+                        if draft_task is not None:
+                            await draft_task
+                            draft_task = None
+                        draft.discard_uncommitted()
+                    ep.mark_down(self.down_seconds)
+                    excluded.add(ep.target_id)
+                    stats.retries += 1
+                    self.metrics.retries.inc()
+                    continue
+                except VerifierRefused:
+                    raise
+                finally:
+                    ep.active -= 1
+                    await sess.close()
+        finally:
+            if draft_task is not None:
+                draft_task.cancel()
+
+    def _commit(self, stats, committed, n_prompt, new, eos, max_tokens) -> bool:
+        """Append accepted tokens; stop at EOS or max_tokens. Returns True when finished."""
+        now = time.perf_counter()
+        for tok in new:
+            if tok in eos:
+                stats.finish_reason = "stop"
+                return True
+            committed.append(tok)
+            stats.output_tokens += 1
+            if stats.first_token_s is None:
+                stats.first_token_s = now
+                self.metrics.ttft.observe(stats.ttft_s)
+            self.metrics.generation_tokens.inc()
+            if stats.output_tokens >= max_tokens:
+                stats.finish_reason = "length"
+                return True
+        return False
+
+    def _record_round(self, stats, gamma, accepted, elapsed, rtt) -> None:
+        stats.rounds += 1
+        stats.drafted += gamma
+        stats.accepted += accepted
+        stats.gamma_history.append(gamma)
+        if len(stats.accepted_per_pos) < gamma:
+            stats.accepted_per_pos.extend([0] * (gamma - len(stats.accepted_per_pos)))
+        for i in range(accepted):
+            stats.accepted_per_pos[i] += 1
+        self.metrics.spec.record(gamma, accepted)
+        self.metrics.round_time.observe(elapsed)
+        self.metrics.rtt.observe(rtt)
+        self.metrics.gamma.observe(gamma)

@@ -1,0 +1,295 @@
+"""The verifier's core: target sessions, a job queue and the batch scheduler.
+
+`VerifierCore` is transport-free: the gRPC service (verifier.py) and the in-process fused /
+cloud-only engines call `open`, `verify` and `close`. Jobs wait in one queue; the scheduler
+asks the batcher policy (`dsd.policies.BATCHERS`) which jobs form the next step, runs all
+the step's verify jobs in ONE padded target forward (`ModelRunner.forward_batch`), prefills
+the step's prefill jobs, then applies the lossless verification math per session.
+
+Session invariant: `committed` holds prompt + output tokens; the target KV cache holds all
+of them but the last, which is fed first in the next verify query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from dsd.runtime.backend import KVState, ModelRunner
+from dsd.runtime.metrics import VerifierMetrics
+from dsd.runtime.speculative import (
+    SamplingParams,
+    SparseDist,
+    make_generator,
+    sample,
+    target_probs,
+    verify_greedy,
+    verify_sampled,
+)
+
+log = logging.getLogger("dsd.runtime.verifier")
+
+
+class CapacityError(RuntimeError):
+    """The verifier has no room for another session."""
+
+
+class SessionClosed(RuntimeError):
+    """The session was closed while a job was pending."""
+
+
+@dataclass(eq=False)
+class TargetSession:
+    request_id: str
+    params: SamplingParams
+    generator: torch.Generator
+    committed: list[int]
+    kv: KVState = field(default_factory=KVState)
+    busy: bool = False
+    closed: bool = False
+    rounds: int = 0
+
+
+@dataclass(eq=False)
+class Job:
+    """A queued unit of target work; exposes the batcher's VerifyJob view."""
+
+    kind: str  # "prefill" | "verify"
+    session: TargetSession
+    request_id: int
+    context_len: int
+    query_tokens: int
+    arrival_s: float
+    future: asyncio.Future
+    deadline_s: float = math.inf
+    draft: list[int] = field(default_factory=list)
+    proposals: list[SparseDist] | None = None
+
+
+@dataclass(slots=True)
+class Load:
+    queue_depth: int = 0
+    running: int = 0
+    outstanding_tokens: int = 0
+    capacity: int = 1
+    batch_occupancy: float = 0.0
+
+
+@dataclass(slots=True)
+class VerifyOutcome:
+    accepted: int
+    next_token: int
+    batch_size: int
+    queue_s: float
+
+
+class VerifierCore:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        batcher,
+        max_sessions: int = 256,
+        metrics: VerifierMetrics | None = None,
+    ) -> None:
+        self.runner = runner
+        self.batcher = batcher
+        self.max_sessions = max_sessions
+        self.metrics = metrics or VerifierMetrics()
+        self.sessions: dict[int, TargetSession] = {}
+        self._queue: list[Job] = []
+        self._ids = itertools.count(1)
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsd-target")
+        self._last_batch = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._loop(), name="dsd-verifier-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for job in self._queue:
+            if not job.future.done():
+                job.future.set_exception(SessionClosed("verifier shutting down"))
+        self._queue.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def load(self) -> Load:
+        cap = self.batcher.max_batch
+        return Load(
+            queue_depth=len(self._queue),
+            running=len(self.sessions),
+            outstanding_tokens=sum(j.query_tokens for j in self._queue),
+            capacity=cap,
+            batch_occupancy=self._last_batch / cap if cap else 0.0,
+        )
+
+    # ---- session API ----------------------------------------------------------------------
+
+    async def open(self, request_id: str, prompt_ids: list[int], params: SamplingParams):
+        """Create a session and prefill it. Returns (session_key, first_token)."""
+        if len(self.sessions) >= self.max_sessions:
+            raise CapacityError(f"verifier is full ({self.max_sessions} sessions)")
+        sess = TargetSession(request_id, params, make_generator(params.seed), list(prompt_ids))
+        key = next(self._ids)
+        self.sessions[key] = sess
+        self.metrics.sessions.set(len(self.sessions))
+        try:
+            first = await self._submit("prefill", sess, key, len(prompt_ids))
+        except BaseException:
+            self.close(key)
+            raise
+        return key, first
+
+    async def verify(
+        self, key: int, draft: list[int], proposals: list[SparseDist] | None
+    ) -> VerifyOutcome:
+        sess = self.sessions.get(key)
+        if sess is None or sess.closed:
+            raise SessionClosed("unknown or closed session")
+        if sess.busy:
+            raise RuntimeError("a verify is already pending for this session")
+        query = len(sess.committed) - sess.kv.length + len(draft)
+        return await self._submit("verify", sess, key, query, draft, proposals)
+
+    def close(self, key: int) -> None:
+        sess = self.sessions.pop(key, None)
+        if sess is None:
+            return
+        sess.closed = True
+        sess.kv = KVState()
+        for job in [j for j in self._queue if j.session is sess]:
+            self._queue.remove(job)
+            if not job.future.done():
+                job.future.set_exception(SessionClosed("session closed"))
+        self.metrics.sessions.set(len(self.sessions))
+        self.metrics.queue_depth.set(len(self._queue))
+
+    async def _submit(self, kind, sess, key, query, draft=(), proposals=None):
+        if self._task is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        job = Job(kind, sess, key, sess.kv.length, query, time.perf_counter(),
+                  loop.create_future(), draft=list(draft), proposals=proposals)
+        sess.busy = True
+        self._queue.append(job)
+        self.metrics.queue_depth.set(len(self._queue))
+        self._wake.set()
+        try:
+            return await job.future
+        finally:
+            sess.busy = False
+            if job in self._queue:  # cancelled by the caller while waiting
+                self._queue.remove(job)
+
+    # ---- scheduler ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            wait = self.batcher.max_wait_s
+            if wait > 0 and len(self._queue) < self.batcher.max_batch:
+                oldest = min(j.arrival_s for j in self._queue)
+                delay = oldest + wait - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    if not self._queue:
+                        continue
+            now = time.perf_counter()
+            batch = self.batcher.select(list(self._queue), now) or self._queue[:1]
+            for job in batch:
+                self._queue.remove(job)
+            self.metrics.queue_depth.set(len(self._queue))
+            try:
+                results = await loop.run_in_executor(self._pool, self._execute, batch, now)
+            except Exception as exc:  # a model failure fails the step's jobs, not the server
+                log.exception("target step failed")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            for job, result in zip(batch, results, strict=False):
+                if job.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    def _execute(self, batch: list[Job], now: float) -> list:
+        """Runs in the target thread: prefills, then one batched verify forward."""
+        results: dict[int, object] = {}
+        verifies = [j for j in batch if j.kind == "verify" and not j.session.closed]
+        for job in batch:
+            self.metrics.queue_time.observe(now - job.arrival_s)
+            if job.session.closed:
+                results[id(job)] = SessionClosed("session closed")
+        for job in batch:
+            if job.kind == "prefill" and not job.session.closed:
+                t0 = time.perf_counter()
+                results[id(job)] = self._prefill(job.session)
+                self.metrics.forward_time.labels(kind="prefill").observe(time.perf_counter() - t0)
+                self.metrics.prefill_tokens.inc(job.query_tokens)
+        if verifies:
+            self._last_batch = len(verifies)
+            self.metrics.batch_size.observe(len(verifies))
+            t0 = time.perf_counter()
+            items = []
+            for job in verifies:
+                sess = job.session
+                items.append((sess.kv, sess.committed[sess.kv.length:] + job.draft))
+            logits = self.runner.forward_batch(items)
+            self.metrics.forward_time.labels(kind="verify").observe(time.perf_counter() - t0)
+            for job, lg in zip(verifies, logits, strict=False):
+                results[id(job)] = self._finish_verify(job, lg, len(verifies), now)
+        return [results[id(job)] for job in batch]
+
+    def _pick(self, logits: torch.Tensor, sess: TargetSession) -> int:
+        if sess.params.greedy:
+            return int(torch.argmax(logits))
+        return sample(target_probs(logits, sess.params), sess.generator)
+
+    def _prefill(self, sess: TargetSession) -> int:
+        sess.kv = KVState()
+        logits = self.runner.forward(sess.kv, sess.committed, keep=1)
+        token = self._pick(logits[-1], sess)
+        sess.committed.append(token)
+        return token
+
+    def _finish_verify(self, job: Job, logits: torch.Tensor, bsz: int, now: float):
+        sess = job.session
+        gamma = len(job.draft)
+        lg = logits[-(gamma + 1):]
+        if sess.params.greedy:
+            accepted, token = verify_greedy(job.draft, lg)
+        else:
+            p = target_probs(lg, sess.params)
+            accepted, token = verify_sampled(job.draft, job.proposals or [], p, sess.generator)
+        base = len(sess.committed)
+        sess.kv.crop(base + accepted)
+        sess.committed.extend(job.draft[:accepted])
+        sess.committed.append(token)
+        sess.rounds += 1
+        self.metrics.spec.record(gamma, accepted)
+        return VerifyOutcome(accepted, token, bsz, now - job.arrival_s)

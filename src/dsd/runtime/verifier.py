@@ -1,0 +1,201 @@
+"""The cloud verifier: a gRPC server in front of `VerifierCore`.
+
+Serves `Hello` (version + tokenizer handshake) and one bidirectional `Session` stream per
+request. Every reply carries the current load. Optional TLS, optional bearer token,
+message size limits from `protocol`. Prometheus metrics on a separate HTTP port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from dsd.runtime import protocol
+from dsd.runtime.backend import ModelRunner
+from dsd.runtime.proto import dsd_pb2 as pb
+from dsd.runtime.scheduler import CapacityError, Load, SessionClosed, VerifierCore
+from dsd.runtime.speculative import SamplingParams, SparseDist
+
+log = logging.getLogger("dsd.runtime.verifier")
+
+
+def load_pb(load: Load) -> pb.LoadReport:
+    return pb.LoadReport(
+        queue_depth=load.queue_depth,
+        running=load.running,
+        outstanding_tokens=load.outstanding_tokens,
+        capacity=load.capacity,
+        batch_occupancy=load.batch_occupancy,
+    )
+
+
+def params_from_pb(s: pb.SamplingParams) -> SamplingParams:
+    return SamplingParams(
+        temperature=float(s.temperature),
+        top_p=float(s.top_p) if s.top_p > 0 else 1.0,
+        top_k=int(s.top_k),
+        seed=int(s.seed) if s.has_seed else None,
+    )
+
+
+@dataclass
+class Fault:
+    """Test hook: after `after` verify rounds (server-wide), `hang` or `abort`."""
+
+    mode: str  # "hang" | "abort"
+    after: int = 0
+
+
+class VerifierService:
+    def __init__(self, core: VerifierCore, verifier_id: str | None = None) -> None:
+        self.core = core
+        self.runner: ModelRunner = core.runner
+        self.verifier_id = verifier_id or uuid.uuid4().hex[:8]
+        self.fault: Fault | None = None
+        self._verifies = 0
+
+    async def hello(self, request: pb.HelloRequest, context) -> pb.HelloReply:
+        if request.protocol_version != protocol.PROTOCOL_VERSION:
+            self.core.metrics.errors.labels(code="version").inc()
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"protocol version {request.protocol_version} not supported "
+                f"(verifier speaks {protocol.PROTOCOL_VERSION})",
+            )
+        fp = request.tokenizer_fingerprint
+        if fp and fp != self.runner.fingerprint:
+            self.core.metrics.errors.labels(code="tokenizer").inc()
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"tokenizer mismatch: draft tokenizer {request.tokenizer_fingerprint[:12]} != "
+                f"target tokenizer {self.runner.fingerprint[:12]} of {self.runner.name}; "
+                "the draft and target models must share a tokenizer",
+            )
+        if request.vocab_size and request.vocab_size != self.runner.vocab_size:
+            self.core.metrics.errors.labels(code="vocab").inc()
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"vocabulary size mismatch: draft {request.vocab_size} != target "
+                f"{self.runner.vocab_size}",
+            )
+        return pb.HelloReply(
+            protocol_version=protocol.PROTOCOL_VERSION,
+            verifier_id=self.verifier_id,
+            target_model=self.runner.name,
+            tokenizer_fingerprint=self.runner.fingerprint,
+            vocab_size=self.runner.vocab_size,
+            max_gamma=protocol.MAX_GAMMA,
+            max_context=self.runner.max_context,
+            load=load_pb(self.core.load()),
+        )
+
+    async def _refuse(self, context, code: grpc.StatusCode, reason: str):
+        self.core.metrics.errors.labels(code=code.name.lower()).inc()
+        await context.abort(code, reason)
+
+    async def _maybe_fault(self, context) -> None:
+        self._verifies += 1
+        if self.fault is None or self._verifies <= self.fault.after:
+            return
+        if self.fault.mode == "hang":
+            await asyncio.Event().wait()  # until the edge's deadline cancels the call
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "verifier failure (injected)")
+
+    async def session(self, request_iterator, context):
+        key = None
+        params: SamplingParams | None = None
+        try:
+            async for msg in request_iterator:
+                kind = msg.WhichOneof("kind")
+                t0 = time.perf_counter()
+                if kind == "open":
+                    if key is not None:
+                        await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                           "session already open")
+                    reason = protocol.check_open(msg.open, self.runner.fingerprint,
+                                                 self.runner.max_context)
+                    if reason:
+                        code = (grpc.StatusCode.FAILED_PRECONDITION
+                                if "tokenizer" in reason or "protocol" in reason
+                                else grpc.StatusCode.INVALID_ARGUMENT)
+                        await self._refuse(context, code, reason)
+                    params = params_from_pb(msg.open.sampling)
+                    try:
+                        key, first = await self.core.open(
+                            msg.open.request_id, list(msg.open.prompt_ids), params
+                        )
+                    except CapacityError as exc:
+                        await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                    yield pb.VerifierMessage(opened=pb.Opened(
+                        first_token=first,
+                        context_len=len(msg.open.prompt_ids),
+                        load=load_pb(self.core.load()),
+                        server_time_s=time.perf_counter() - t0,
+                    ))
+                elif kind == "verify":
+                    if key is None:
+                        await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                                           "verify before open")
+                    v = msg.verify
+                    reason = protocol.check_verify(v, params.greedy, self.runner.vocab_size)
+                    if reason:
+                        await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, reason)
+                    await self._maybe_fault(context)
+                    proposals = None
+                    if not params.greedy:
+                        import torch
+
+                        proposals = [
+                            SparseDist(torch.tensor(list(q.ids), dtype=torch.int64),
+                                       torch.tensor(list(q.probs), dtype=torch.float32))
+                            for q in v.proposals
+                        ]
+                    try:
+                        out = await self.core.verify(key, list(v.draft_ids), proposals)
+                    except SessionClosed as exc:
+                        await self._refuse(context, grpc.StatusCode.ABORTED, str(exc))
+                    yield pb.VerifierMessage(verdict=pb.Verdict(
+                        round=v.round,
+                        accepted=out.accepted,
+                        next_token=out.next_token,
+                        load=load_pb(self.core.load()),
+                        server_time_s=time.perf_counter() - t0,
+                        batch_size=out.batch_size,
+                    ))
+                else:  # close
+                    break
+        finally:
+            if key is not None:
+                self.core.close(key)
+
+
+async def start_verifier_server(
+    service: VerifierService,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    tls: protocol.TlsConfig | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC server (and the core's scheduler). Returns (server, bound port)."""
+    interceptors = [protocol.BearerAuthInterceptor(token)] if token else []
+    server = grpc.aio.server(interceptors=interceptors, options=protocol.server_options())
+    server.add_generic_rpc_handlers((protocol.generic_handler(service.hello, service.session),))
+    addr = f"{host}:{port}"
+    if tls is not None and (tls.cert or tls.key):
+        bound = server.add_secure_port(addr, tls.server_credentials())
+    else:
+        bound = server.add_insecure_port(addr)
+    if not bound:
+        from dsd.errors import DsdError
+
+        raise DsdError(f"cannot listen on {addr} (port in use?)")
+    await service.core.start()
+    await server.start()
+    log.info("verifier %s serving %s on %s:%d", service.verifier_id, service.runner.name,
+             host, bound)
+    return server, bound
