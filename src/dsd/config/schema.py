@@ -118,6 +118,23 @@ class WorkloadSpec(Strict):
     arrival: ArrivalSpec = ArrivalSpec(rate_per_device=0.5)
 
 
+class ConfidenceSpec(Strict):
+    """Draft-token confidence (top-1 probability) for early-stopping window policies: Beta
+    distributions for tokens the target will accept and for the first rejected one; tokens
+    after a rejection are accepted-like with probability `after_accept`."""
+
+    accepted_beta: tuple[float, float] = (6.0, 1.5)
+    rejected_beta: tuple[float, float] = (2.0, 3.0)
+    after_accept: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("accepted_beta", "rejected_beta")
+    @classmethod
+    def _positive(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if min(v) <= 0:
+            raise ValueError("Beta parameters must be > 0")
+        return v
+
+
 class AcceptanceSpec(Strict):
     """Constant `alpha`, or per-position `alphas`; `spread` varies it across sessions;
     `table` entries override it per (draft, target, dataset). Default: per-dataset alpha."""
@@ -126,6 +143,7 @@ class AcceptanceSpec(Strict):
     alphas: list[float] | None = None
     spread: float = Field(default=0.0, ge=0)
     table: list[dict[str, Any]] = []
+    confidence: ConfidenceSpec = Field(default_factory=lambda: ConfidenceSpec())
 
 
 class PolicySpec(BaseModel):
@@ -147,8 +165,9 @@ class PoliciesSpec(Strict):
     router: PolicySpec = _policy("jsq")
     batcher: PolicySpec = _policy("fifo", max_batch=32, max_wait_ms=0.0)
     window: PolicySpec = _policy("static", gamma=4)
+    mode: PolicySpec = _policy("rtt-load")  # per-device mode selector, used when mode: auto
 
-    @field_validator("router", "batcher", "window", mode="before")
+    @field_validator("router", "batcher", "window", "mode", mode="before")
     @classmethod
     def _name_only(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
@@ -181,7 +200,7 @@ class SimulationSpec(Strict):
 class ScenarioConfig(Strict):
     name: str = "scenario"
     seed: int = 0
-    mode: Mode = "distributed"
+    mode: Mode | Literal["auto"] = "distributed"  # auto: per request, policies.mode decides
     catalog: list[str] = []  # extra catalog YAML files (GPUs, models)
     cluster: ClusterSpec
     network: NetworkSpec = NetworkSpec()

@@ -5,6 +5,8 @@
 - SLO attainment = share of measured requests meeting both the TTFT and TPOT SLOs;
   goodput = such requests (or their output tokens) per second.
 - wasted draft time = sum over rounds of (drafted - accepted - 1)+ x draft step time.
+- verification interference of a verify job r = T_verify(its batch) - T_verify({r}); the
+  summary reports its mean over verify rounds (`verify_interference_ms_mean`).
 
 Only counters and quantile sketches are kept, so memory does not grow with simulated time.
 """
@@ -32,6 +34,8 @@ class MetricsCollector:
         self.drafted = 0
         self.accepted = 0
         self.wasted_draft_s = 0.0
+        self.interference_s = 0.0  # summed over measured verify jobs (the engine adds to it)
+        self.verify_rounds = 0
         # rounds_by_gamma_accepted[g][k]: rounds that drafted g tokens and accepted k of them
         self.round_hist = [[0] * (g + 1) for g in range(max_gamma + 1)]
 
@@ -98,6 +102,11 @@ class MetricsCollector:
             drafted_tokens=self.drafted,
             accepted_tokens=self.accepted,
             wasted_draft_s=self.wasted_draft_s,
+            wasted_draft_ms_per_request=(1000.0 * self.wasted_draft_s / self.completed
+                                         if self.completed else math.nan),
+            mean_drafted_gamma=self.drafted / self.rounds if self.rounds else math.nan,
+            verify_interference_ms_mean=(1000.0 * self.interference_s / self.verify_rounds
+                                         if self.verify_rounds else math.nan),
             slo_attainment=self.slo_met / self.completed if self.completed else math.nan,
             goodput_rps=self.slo_met / span,
             goodput_tps=self.good_tokens / span,

@@ -24,6 +24,8 @@ class TargetView:
     outstanding_tokens: int = 0  # tokens of work queued (query tokens of waiting jobs)
     capacity: int = 1  # max batch size
     rtt_s: float = 0.0  # measured or configured round trip to this target
+    remaining_tokens: int = 0  # output tokens still to generate by sessions routed here
+    est_step_s: float = 0.0  # predicted time of one verify step at this target (0: unknown)
 
 
 @dataclass(slots=True)
@@ -66,3 +68,73 @@ class JoinShortestQueue:
     def choose(self, request: RequestView, targets: Sequence[TargetView]) -> int:
         best = min(targets, key=lambda t: (t.queue_depth + t.running, t.rtt_s, t.target_id))
         return best.target_id
+
+
+def _load(t: TargetView) -> int:
+    return t.queue_depth + t.running
+
+
+@ROUTERS.register("round-robin")
+class RoundRobinRouter:
+    """Targets in turn, in the order given; oblivious to load, fair in request count."""
+
+    def __init__(self, seed: int = 0) -> None:
+        del seed
+        self._next = 0
+
+    def choose(self, request: RequestView, targets: Sequence[TargetView]) -> int:
+        choice = targets[self._next % len(targets)].target_id
+        self._next += 1
+        return choice
+
+
+@ROUTERS.register("least-work")
+class LeastOutstandingWork:
+    """Fewest outstanding tokens: query tokens queued plus output tokens its sessions still
+    have to generate, so one long request weighs more than several short ones."""
+
+    def __init__(self, seed: int = 0) -> None:
+        del seed
+
+    def choose(self, request: RequestView, targets: Sequence[TargetView]) -> int:
+        best = min(targets, key=lambda t: (t.outstanding_tokens + t.remaining_tokens,
+                                           t.rtt_s, t.target_id))
+        return best.target_id
+
+
+@ROUTERS.register("p2c")
+class PowerOfTwoChoices:
+    """Sample two distinct targets uniformly, take the one with fewer queued + running
+    (ties: lower RTT). Nearly JSQ's balance while probing only two targets."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def choose(self, request: RequestView, targets: Sequence[TargetView]) -> int:
+        if len(targets) == 1:
+            return targets[0].target_id
+        a, b = self._rng.sample(range(len(targets)), 2)
+        ta, tb = targets[a], targets[b]
+        return min((ta, tb), key=lambda t: (_load(t), t.rtt_s, t.target_id)).target_id
+
+
+@ROUTERS.register("rtt-aware")
+class RttAwareRouter:
+    """Smallest expected round time including the link:
+
+        rtt_s + est_step_s * (1 + (queue_depth + running) / capacity)
+
+    i.e. one network round trip plus a verify step stretched by the target's load (a
+    full batch ahead of us costs one more step). Without `est_step_s` a default step of
+    `default_step_ms` is assumed, so the rule degrades to RTT plus load."""
+
+    def __init__(self, seed: int = 0, default_step_ms: float = 30.0) -> None:
+        del seed
+        self.default_step_s = default_step_ms / 1000.0
+
+    def expected_round_s(self, t: TargetView) -> float:
+        step = t.est_step_s or self.default_step_s
+        return t.rtt_s + step * (1.0 + _load(t) / max(t.capacity, 1))
+
+    def choose(self, request: RequestView, targets: Sequence[TargetView]) -> int:
+        return min(targets, key=lambda t: (self.expected_round_s(t), t.target_id)).target_id

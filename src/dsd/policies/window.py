@@ -40,10 +40,24 @@ class WindowController(Protocol):
     def observe(self, result: RoundResult) -> None: ...
 
 
+class EarlyStopController(WindowController, Protocol):
+    """A controller that may cut a round short while drafting (SpecDec++, WISP).
+
+    `next_gamma` is then the round's budget; after drafting the token at 0-based
+    `position` with draft confidence `confidence` (top-1 probability) the engine asks
+    `stop_early(position, confidence)`: True sends the tokens drafted so far, this one
+    included. Engines call it only when the factory's `early_stop` is True, so plain
+    controllers cost nothing per token.
+    """
+
+    def stop_early(self, position: int, confidence: float) -> bool: ...
+
+
 class WindowFactory(Protocol):
     """Makes one controller per session. `fixed_gamma` lets engines skip per-round calls."""
 
     fixed_gamma: int | None
+    # early_stop: bool (optional, default False): controllers implement `stop_early`
 
     def __call__(self) -> WindowController: ...
 

@@ -11,11 +11,21 @@ from dsd.catalog import load_catalog
 from dsd.config import ScenarioConfig
 from dsd.errors import ConfigError
 from dsd.perf import Deployment, kv_capacity_tokens, make_predictor
-from dsd.policies import BATCHERS, ROUTERS, WINDOWS, Router, WindowFactory
+from dsd.policies import (
+    BATCHERS,
+    MODE_SELECTORS,
+    ROUTERS,
+    WINDOWS,
+    ModeSelector,
+    Router,
+    UnknownPolicyError,
+    WindowFactory,
+)
 from dsd.sim.arrivals import make_driver
+from dsd.sim.confidence import DraftConfidence
 from dsd.sim.entities import DraftDevice, Network, TargetServer
 
-RNG_STREAMS = ("workload", "network", "acceptance", "session", "routing")
+RNG_STREAMS = ("workload", "network", "acceptance", "session", "routing", "confidence")
 
 
 def rng_streams(seed: int) -> dict[str, random.Random]:
@@ -35,6 +45,9 @@ class Cluster:
     window_factory: WindowFactory
     arrivals: Any
     rngs: dict[str, random.Random]
+    # One selector per edge device for `mode: auto` (each keeps its device's hysteresis).
+    mode_selectors: list[ModeSelector] | None = None
+    confidence: DraftConfidence | None = None  # for early-stopping window policies
 
 
 def build_cluster(config: ScenarioConfig) -> Cluster:
@@ -59,6 +72,8 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
         target_families.append(model.family)
         for _ in range(pool.count):
             batcher = BATCHERS.create(policies.batcher.name, **policies.batcher.params)
+            if hasattr(batcher, "bind"):  # e.g. the SLO batcher fits its time estimator
+                batcher.bind(step)
             servers.append(TargetServer(len(servers), p, step, draft_step, batcher, kv_capacity))
 
     devices: list[DraftDevice] = []
@@ -95,7 +110,18 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
                             **policies.router.params)
     window = WINDOWS.create(policies.window.name, **policies.window.params)
     arrivals = make_driver(config, devices, rngs["workload"])
-    return Cluster(config, devices, servers, network, acceptance, router, window, arrivals, rngs)
+    selectors = None
+    if config.mode == "auto":
+        try:
+            selectors = [MODE_SELECTORS.create(policies.mode.name, **policies.mode.params)
+                         for _ in devices]
+        except (UnknownPolicyError, ValueError) as exc:
+            raise ConfigError(f"policies.mode: {exc}") from None
+    conf = config.acceptance.confidence
+    confidence = DraftConfidence(conf.accepted_beta, conf.rejected_beta, conf.after_accept,
+                                 rngs["confidence"])
+    return Cluster(config, devices, servers, network, acceptance, router, window, arrivals, rngs,
+                   selectors, confidence)
 
 
 def _default_draft(config: ScenarioConfig, catalog: Any, family: str) -> str:

@@ -24,6 +24,7 @@ class Request:
         "acceptance", "window", "gamma", "pending_tokens", "pending_accepted", "round_start",
         "draft_s", "kv_held", "acc_ema", "rtt_ema", "rtt_var", "tpot_ema", "tpot_var",
         "load", "kind", "context_len", "query_tokens", "arrival_s", "deadline_s",
+        "mode", "pre_accepted", "expected_tokens",
     )
 
     def __init__(self, request_id: int, device: DraftDevice, arrival: float, prompt: int,
@@ -55,6 +56,9 @@ class Request:
         self.query_tokens = 0
         self.arrival_s = arrival
         self.deadline_s = math.inf
+        self.mode = "distributed"  # per request: distributed, fused or cloud_only
+        self.pre_accepted = -1  # verdict sampled at drafting time (early-stop rounds), else -1
+        self.expected_tokens = 1.0  # expected tokens of the pending verify (SLO batcher)
 
 
 class DraftDevice:
@@ -86,7 +90,7 @@ class TargetServer:
         "server_id", "pool", "step", "draft_step", "batcher", "max_batch", "max_wait_s",
         "queue", "draft_queue", "busy", "wake_pending", "batch", "kv_capacity", "kv_used",
         "waiting", "running", "peak_running", "queued_tokens", "busy_time", "batches",
-        "batched_jobs",
+        "batched_jobs", "remaining_tokens", "est_step_s",
     )
 
     def __init__(self, server_id: int, pool: int, step: Any, draft_step: Any, batcher: Any,
@@ -112,6 +116,9 @@ class TargetServer:
         self.busy_time = 0.0
         self.batches = 0
         self.batched_jobs = 0
+        self.remaining_tokens = 0  # output tokens its routed sessions have yet to produce
+        # A one-job verify step (gamma 4, 512-token context): the routers' step estimate.
+        self.est_step_s: float = step.step_s(1, 5, 512, 5 * 517)
 
 
 class Network:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from dsd.metrics import MetricsCollector, RequestTableWriter
-from dsd.policies import RequestView, RoundResult, TargetView, WindowState
+from dsd.policies import ModeState, RequestView, RoundResult, TargetView, WindowState
 from dsd.sim.cluster import Cluster
 from dsd.sim.engine import EventLoop
 from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, DraftDevice, Request, TargetServer
@@ -34,6 +34,14 @@ class Simulator:
         self.router = cluster.router
         self.window_factory = cluster.window_factory
         self.fixed_gamma = self.window_factory.fixed_gamma
+        # Early-stopping controllers need per-token confidence draws; others skip that path.
+        self.confidence = cluster.confidence if getattr(
+            self.window_factory, "early_stop", False) else None
+        self.mode_selectors = cluster.mode_selectors
+        self.ttft_slo_s = cfg.slo.ttft_ms / 1000.0
+        self.needs_expected = any(getattr(s.batcher, "wants_expected_tokens", False)
+                                  for s in cluster.servers)
+        self.mode_counts = {"distributed": 0, "fused": 0, "cloud_only": 0}
         self.max_gamma = cfg.simulation.max_gamma
         self.tpot_slo_s = cfg.slo.tpot_ms / 1000.0
         self.metrics = MetricsCollector(cfg.slo.ttft_ms / 1000.0, self.tpot_slo_s, self.max_gamma)
@@ -64,11 +72,19 @@ class Simulator:
         dev = req.device
         server = self._route(req, dev)
         req.server = server
+        server.remaining_tokens += req.output
         req.acceptance = self.cluster.acceptance[dev.pool, server.pool].session(self.session_rng)
         if self.fixed_gamma is None:
             req.window = self.window_factory()
         now = self.loop.now
-        if self.mode == "distributed":  # the edge prefills its draft cache meanwhile
+        mode = self.mode
+        if mode == "auto":  # the device's selector decides from its measured RTT and load
+            mode = self.mode_selectors[dev.device_id].choose(ModeState(  # type: ignore[index]
+                self.net.link_rtt(dev.device_id, server.server_id),
+                len(server.queue) / server.max_batch, now))
+        req.mode = mode
+        self.mode_counts[mode] += 1
+        if mode == "distributed":  # the edge prefills its draft cache meanwhile
             start = max(now, dev.busy_until)
             cost = dev.prefill_s(req.prompt)
             dev.busy_until = start + cost
@@ -82,7 +98,8 @@ class Simulator:
             return targets[0]
         views = [
             TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.waiting), s.running,
-                       s.queued_tokens, s.max_batch, self.net.link_rtt(dev.device_id, s.server_id))
+                       s.queued_tokens, s.max_batch, self.net.link_rtt(dev.device_id, s.server_id),
+                       s.remaining_tokens, s.est_step_s)
             for i, s in enumerate(targets)
         ]
         choice = self.router.choose(
@@ -105,6 +122,7 @@ class Simulator:
         server.running += 1
         if server.running > server.peak_running:
             server.peak_running = server.running
+        req.deadline_s = req.arrival + self.ttft_slo_s  # the prefill's deadline is the TTFT SLO
         self._enqueue(server, req, PREFILL, req.prompt, 0)
 
     def _enqueue(self, server: TargetServer, req: Request, kind: int, query: int,
@@ -135,7 +153,7 @@ class Simulator:
             duration = self._fused_draft_time(server, batch)
         elif queue:
             if (server.max_wait_s and len(queue) < server.max_batch
-                    and now - queue[0].arrival_s < server.max_wait_s):
+                    and now < queue[0].arrival_s + server.max_wait_s):  # same sum as the wake
                 if not server.wake_pending:
                     server.wake_pending = True
                     self.loop.at(queue[0].arrival_s + server.max_wait_s, self._wake, server)
@@ -153,7 +171,19 @@ class Simulator:
                 query += q
                 context += c
                 attn += q * (c + q) if r.kind != PREFILL else q * (q + 1) // 2
-            duration = server.step.step_s(n, query, context, attn)
+            step = server.step
+            duration = step.step_s(n, query, context, attn)
+            # Verification interference I_r = T(batch) - T({r}); zero for a batch of one.
+            metrics = self.metrics
+            if n == 1:
+                if batch[0].kind == VERIFY and batch[0].measured:
+                    metrics.verify_rounds += 1
+            else:
+                for r in batch:
+                    if r.kind == VERIFY and r.measured:
+                        q, c = r.query_tokens, r.context_len
+                        metrics.interference_s += duration - step.step_s(1, q, c, q * (c + q))
+                        metrics.verify_rounds += 1
         else:
             return
         server.busy = True
@@ -194,8 +224,10 @@ class Simulator:
     def _prefilled(self, server: TargetServer, req: Request) -> None:
         now = self.loop.now
         req.generated = 1  # the target's prefill yields the first token
+        server.remaining_tokens -= 1
         dev = req.device
-        if self.mode == "distributed":
+        mode = req.mode
+        if mode == "distributed":
             down = self.net.one_way(dev.device_id, server.server_id, 1)
             req.load = len(server.queue) / server.max_batch
             self.loop.at(now + down, self._first_token_at_edge, req)
@@ -207,7 +239,7 @@ class Simulator:
         if req.output <= 1:
             self._end_session(server, req)
             self.loop.at(deliver, self._finish, req)
-        elif self.mode == "fused":
+        elif mode == "fused":
             self._fused_round(server, req)
         else:
             self._enqueue(server, req, DECODE, 1, req.prompt)
@@ -215,11 +247,16 @@ class Simulator:
     def _verified(self, server: TargetServer, req: Request) -> None:
         """Sample the verdict of one verify job; distributed sends it down to the edge."""
         gamma = req.gamma
-        accepted = req.acceptance.accepted(gamma, self.uniform()) if gamma else 0
+        if req.pre_accepted >= 0:  # sampled while drafting (early-stopping window)
+            accepted = req.pre_accepted
+            req.pre_accepted = -1
+        else:
+            accepted = req.acceptance.accepted(gamma, self.uniform()) if gamma else 0
         remaining = req.output - req.generated
         if accepted >= remaining:  # max_tokens reached inside the window
             accepted = remaining - 1
         tokens = accepted + 1
+        server.remaining_tokens -= tokens
         server.kv_used -= gamma - accepted  # keep the committed tokens' KV, free the rest
         req.kv_held -= gamma - accepted
         req.rounds += 1
@@ -231,7 +268,7 @@ class Simulator:
         if done:
             self._end_session(server, req)
         now = self.loop.now
-        if self.mode == "distributed":
+        if req.mode == "distributed":
             req.pending_tokens = tokens
             req.pending_accepted = accepted
             req.load = len(server.queue) / server.max_batch
@@ -248,6 +285,7 @@ class Simulator:
 
     def _decoded(self, server: TargetServer, req: Request) -> None:
         req.generated += 1
+        server.remaining_tokens -= 1
         server.kv_used += 1
         req.kv_held += 1
         req.last_token_s = self.loop.now + 0.5 * self.net.link_rtt(
@@ -283,7 +321,14 @@ class Simulator:
                 math.sqrt(req.tpot_var), req.gamma))
             gamma = max(0, min(gamma, self.max_gamma))
         # Drafting past the last needed token is pure waste: the final round may be shorter.
-        return gamma if gamma < remaining else remaining - 1
+        if gamma >= remaining:
+            gamma = remaining - 1
+        if self.confidence is not None and gamma:
+            # Decide the verdict first, then let the controller stop on draft confidence.
+            accepted = req.acceptance.accepted(gamma, self.uniform())
+            gamma = self.confidence.draft_window(req.window, gamma, accepted)
+            req.pre_accepted = accepted if accepted < gamma else gamma
+        return gamma
 
     def _observe(self, req: Request, gamma: int, accepted: int, round_s: float, rtt_s: float,
                  tokens: int) -> None:
@@ -351,6 +396,8 @@ class Simulator:
         req.kv_held += gamma + 1
         # The TPOT deadline: the next token must leave by the time that keeps mean TPOT in SLO.
         req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
+        if self.needs_expected:
+            req.expected_tokens = req.acceptance.expected_tokens(gamma)
         self._enqueue(server, req, VERIFY, gamma + 1, req.prompt + req.generated - 1)
 
     def _fused_round(self, server: TargetServer, req: Request) -> None:
@@ -362,6 +409,8 @@ class Simulator:
         server.kv_used += gamma + 1
         req.kv_held += gamma + 1
         req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
+        if self.needs_expected:
+            req.expected_tokens = req.acceptance.expected_tokens(gamma)
         if gamma:
             self._enqueue(server, req, DRAFT, gamma, context)
         else:
@@ -377,7 +426,7 @@ class Simulator:
                 ttft, e2e, req.generated, req.rounds, req.drafted, req.accepted)
             server: TargetServer = req.server  # type: ignore[assignment]
             self.table.add((
-                req.request_id, req.device.device_id, server.server_id, self.mode, req.arrival,
+                req.request_id, req.device.device_id, server.server_id, req.mode, req.arrival,
                 req.prompt, req.generated, ttft * 1e3, tpot * 1e3, e2e * 1e3, req.rounds,
                 req.drafted, req.accepted, met,
             ))
@@ -408,4 +457,5 @@ class Simulator:
             "mean_batch_size": jobs / batches if batches else 0.0,
             "draft_utilization": (sum(d.busy_time for d in self.devices)
                                   / (len(self.devices) * span) if span > 0 else 0.0),
+            "fused_request_frac": self.mode_counts["fused"] / max(self.arrived, 1),
         }

@@ -1,0 +1,46 @@
+"""`dsd experiment NAME [--quick] [--out DIR]`: run one of the papers' experiments."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "experiment", help="run a paper experiment (policy-stack, rtt-sweep, ...)",
+        description="Run a registered experiment; writes DIR/results.csv, DIR/summary.json "
+                    "and PNG plots, and prints a table. `--list` shows the experiments.")
+    p.add_argument("name", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--quick", action="store_true",
+                   help="small version for smoke tests (under a minute each)")
+    p.add_argument("--out", default=None, help="output folder (default runs/experiment-NAME)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="simulations run in parallel (dsd.sweep executor or a process pool)")
+    p.add_argument("--executor", default="local", help="dsd.sweep executor name (local, ray)")
+    p.add_argument("--address", default=None, help="executor address (e.g. a Ray cluster)")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsd.errors import DsdError
+    from dsd.experiments.executors import get_executor
+    from dsd.experiments.registry import EXPERIMENTS, load_builtin, run_experiment
+
+    if args.list or not args.name:
+        load_builtin()
+        for name in sorted(EXPERIMENTS):
+            print(f"{name:16s} {EXPERIMENTS[name].description}")
+        return 0 if args.list else 2
+    if args.workers < 1:
+        raise DsdError("--workers must be >= 1")
+    executor = get_executor(args.workers, args.executor, args.address)
+    try:
+        run_experiment(args.name, quick=args.quick, out=args.out, executor=executor,
+                       seed=args.seed)
+    finally:
+        close = getattr(executor, "close", None)
+        if close:  # dsd.sweep executors hold a worker pool
+            close()
+    return 0
