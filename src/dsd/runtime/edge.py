@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dsd.errors import DsdError
-from dsd.policies import RequestView, RoundResult, TargetView, WindowState
+from dsd.policies import RequestView, RoundResult, TargetView
+from dsd.policies.features import SessionFeatures
 from dsd.runtime.backend import KVState, ModelRunner
 from dsd.runtime.client import Endpoint, VerifierFailure, VerifierRefused
 from dsd.runtime.metrics import EdgeMetrics
@@ -240,9 +240,7 @@ class EdgeEngine:
         n_prompt = len(prompt_ids)
         draft = _Draft(self.draft, committed, params) if self.draft is not None else None
         controller = self.window_factory()
-        wstate = WindowState()
-        tpot_ema = tpot_var = 0.0
-        acc_ema: float | None = None
+        features = SessionFeatures()  # the same window features the simulator computes
         excluded: set[int] = set()
         draft_task = None
         if draft is not None:
@@ -283,12 +281,10 @@ class EdgeEngine:
                                     ep.max_context - len(committed) - 1)
                         if draft is not None:
                             limit = min(limit, self.draft.max_context - len(committed) - 1)
-                        wstate.prev_gamma = stats.gamma_history[-1] if stats.gamma_history else 0
-                        wstate.queue_util = ep.load.queue_depth / max(1, ep.load.capacity)
-                        wstate.rtt_mean_s, wstate.rtt_std_s = ep.rtt_ema, ep.rtt_std
-                        wstate.tpot_mean_s, wstate.tpot_std_s = tpot_ema, math.sqrt(tpot_var)
-                        wstate.acceptance_ema = acc_ema if acc_ema is not None else 0.0
-                        wstate.draft_confidence = draft.confidence if draft else None
+                        wstate = features.state(
+                            ep.load.queue_depth / max(1, ep.load.capacity),
+                            stats.gamma_history[-1] if stats.gamma_history else 0,
+                            draft.confidence if draft else None)
                         gamma = 0
                         if draft is not None:
                             gamma = max(0, min(int(controller.next_gamma(wstate)), limit))
@@ -305,14 +301,9 @@ class EdgeEngine:
                             draft.rollback(base, a)
                         elapsed = time.perf_counter() - t0
                         self._record_round(stats, gamma, a, elapsed, reply.rtt_s)
+                        features.observe(gamma, a, elapsed, reply.rtt_s)
                         if gamma:
-                            rate = a / gamma
-                            acc_ema = rate if acc_ema is None else 0.7 * acc_ema + 0.3 * rate
                             controller.observe(RoundResult(gamma, a, elapsed, reply.rtt_s))
-                        per_tok = elapsed / (a + 1)
-                        d = per_tok - tpot_ema
-                        tpot_ema = per_tok if tpot_ema == 0 else tpot_ema + 0.2 * d
-                        tpot_var = 0.8 * (tpot_var + 0.2 * d * d)
                         start = stats.output_tokens
                         done = self._commit(stats, committed, n_prompt,
                                             tokens[:a] + [reply.token], eos, max_tokens)

@@ -100,8 +100,9 @@ class ClosedLoopDriver(_Driver):
         self.sim.admit(self._new(who[0], now, prompt, output, who[1]))
 
     def on_finish(self, req: Request) -> None:
-        now = self.sim.loop.now
-        self.sim.loop.at(now + self.think.sample(self.rng), self._submit, (req.device, req.user))
+        submit_at = self.sim.loop.now + self.think.sample(self.rng)
+        if submit_at < self.duration:  # a user thinking past the end leaves no idle event
+            self.sim.loop.at(submit_at, self._submit, (req.device, req.user))
 
 
 class TraceDriver(_Driver):

@@ -22,7 +22,7 @@ class Request:
         "request_id", "device", "server", "user", "arrival", "prompt", "output", "measured",
         "generated", "first_token_s", "last_token_s", "rounds", "drafted", "accepted",
         "acceptance", "window", "gamma", "pending_tokens", "pending_accepted", "round_start",
-        "draft_s", "kv_held", "acc_ema", "rtt_ema", "rtt_var", "tpot_ema", "tpot_var",
+        "draft_s", "kv_held", "features", "net_s",
         "load", "kind", "context_len", "query_tokens", "arrival_s", "deadline_s",
         "mode", "pre_accepted", "expected_tokens",
     )
@@ -48,8 +48,8 @@ class Request:
         self.round_start = 0.0
         self.draft_s = 0.0
         self.kv_held = 0
-        self.acc_ema = 0.0
-        self.rtt_ema = self.rtt_var = self.tpot_ema = self.tpot_var = 0.0
+        self.features: Any = None  # SessionFeatures, when the window policy needs them
+        self.net_s = 0.0  # network time of the current round, both directions
         self.load = 0.0
         self.kind = PREFILL
         self.context_len = 0

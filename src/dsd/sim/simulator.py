@@ -14,12 +14,11 @@ import math
 from typing import Any
 
 from dsd.metrics import MetricsCollector, RequestTableWriter
-from dsd.policies import ModeState, RequestView, RoundResult, TargetView, WindowState
+from dsd.policies import ModeState, RequestView, RoundResult, TargetView
+from dsd.policies.features import SessionFeatures
 from dsd.sim.cluster import Cluster
 from dsd.sim.engine import EventLoop
 from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, DraftDevice, Request, TargetServer
-
-EMA = 0.3  # weight of the newest round in the edge's running statistics
 
 
 class Simulator:
@@ -76,6 +75,7 @@ class Simulator:
         req.acceptance = self.cluster.acceptance[dev.pool, server.pool].session(self.session_rng)
         if self.fixed_gamma is None:
             req.window = self.window_factory()
+            req.features = SessionFeatures()
         now = self.loop.now
         mode = self.mode
         if mode == "auto":  # the device's selector decides from its measured RTT and load
@@ -273,10 +273,11 @@ class Simulator:
             req.pending_accepted = accepted
             req.load = len(server.queue) / server.max_batch
             down = self.net.one_way(req.device.device_id, server.server_id, tokens)
+            req.net_s += down
             self.loop.at(now + down, self._verdict_at_edge, req)
             return
         req.generated += tokens
-        self._observe(req, gamma, accepted, now - req.round_start, 0.0, tokens)
+        self._observe(req, gamma, accepted, now - req.round_start, 0.0)
         req.last_token_s = now + 0.5 * self.net.link_rtt(req.device.device_id, server.server_id)
         if done:
             self.loop.at(req.last_token_s, self._finish, req)
@@ -316,9 +317,7 @@ class Simulator:
         if self.fixed_gamma is not None:
             gamma = self.fixed_gamma
         else:
-            gamma = req.window.next_gamma(WindowState(
-                req.load, req.acc_ema, req.rtt_ema, math.sqrt(req.rtt_var), req.tpot_ema,
-                math.sqrt(req.tpot_var), req.gamma))
+            gamma = req.window.next_gamma(req.features.state(req.load, req.gamma))
             gamma = max(0, min(gamma, self.max_gamma))
         # Drafting past the last needed token is pure waste: the final round may be shorter.
         if gamma >= remaining:
@@ -330,25 +329,14 @@ class Simulator:
             req.pre_accepted = accepted if accepted < gamma else gamma
         return gamma
 
-    def _observe(self, req: Request, gamma: int, accepted: int, round_s: float, rtt_s: float,
-                 tokens: int) -> None:
-        """Update the session's running statistics (the window features) after a verdict."""
+    def _observe(self, req: Request, gamma: int, accepted: int, round_s: float,
+                 network_s: float) -> None:
+        """Update the session's window features after a verdict, as the runtime's edge does."""
         if req.window is None:
             return
-        rate = accepted / gamma if gamma else 1.0
-        tpot = round_s / tokens
-        if req.rounds == 1:
-            req.acc_ema, req.rtt_ema, req.tpot_ema = rate, rtt_s, tpot
-        else:
-            req.acc_ema += EMA * (rate - req.acc_ema)
-            d = rtt_s - req.rtt_ema
-            req.rtt_ema += EMA * d
-            req.rtt_var = (1 - EMA) * (req.rtt_var + EMA * d * d)
-            d = tpot - req.tpot_ema
-            req.tpot_ema += EMA * d
-            req.tpot_var = (1 - EMA) * (req.tpot_var + EMA * d * d)
+        req.features.observe(gamma, accepted, round_s, network_s)
         if gamma:
-            req.window.observe(RoundResult(gamma, accepted, round_s, rtt_s))
+            req.window.observe(RoundResult(gamma, accepted, round_s, network_s))
 
     def _first_token_at_edge(self, req: Request) -> None:
         now = self.loop.now
@@ -364,8 +352,7 @@ class Simulator:
         req.generated += tokens
         req.last_token_s = now
         if req.window is not None:
-            rtt = self.net.link_rtt(req.device.device_id, req.server.server_id)  # type: ignore
-            self._observe(req, req.gamma, req.pending_accepted, now - req.round_start, rtt, tokens)
+            self._observe(req, req.gamma, req.pending_accepted, now - req.round_start, req.net_s)
         if req.generated >= req.output:
             self._finish(req)
         else:
@@ -387,6 +374,7 @@ class Simulator:
         req.round_start = now
         server: TargetServer = req.server  # type: ignore[assignment]
         up = self.net.one_way(dev.device_id, server.server_id, gamma)
+        req.net_s = up
         self.loop.at(start + draft + up, self._verify_at_server, req)
 
     def _verify_at_server(self, req: Request) -> None:
