@@ -15,6 +15,13 @@ METRICS = ("throughput_rps", "output_tps", "goodput_rps", "goodput_tps", "slo_at
            "fused_request_frac", "requests_completed")
 
 
+
+def series(rows: Sequence[dict[str, Any]], where: dict[str, Any], x_key: str,
+           xs: Sequence[Any], y_key: str) -> list[Any]:
+    """`y_key` of the rows matching `where`, one per x in `xs` (in that order)."""
+    chosen = [r for r in rows if all(r[k] == v for k, v in where.items())]
+    return [next(r[y_key] for r in chosen if r[x_key] == x) for x in xs]
+
 def paper_large(think_time_s: float = 18.0) -> dict[str, Any]:
     """examples/paper-large.yaml: 600 edge drafts, 20 cloud servers of 4 GPUs."""
     return {

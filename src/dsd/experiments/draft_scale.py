@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsd.experiments.common import line_plot, paper_large, scale_cluster, simulate_point
+from dsd.experiments.common import (
+    line_plot,
+    paper_large,
+    scale_cluster,
+    series,
+    simulate_point,
+)
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 
 MODES = ("distributed", "fused", "cloud_only")
@@ -44,12 +50,8 @@ def draft_scale(ctx: ExperimentContext) -> ExperimentResult:
             points.append(({"mode": mode, "drafts": n}, cfg))
     rows = ctx.map(simulate_point, points)
 
-    def series(mode: str, key: str) -> list[Any]:
-        return [next(r[key] for r in rows if r["mode"] == mode and r["drafts"] == n)
-                for n in counts]
-
-    thr = {m: series(m, "throughput_rps") for m in MODES}
-    tpot = {m: series(m, "tpot_ms_mean") for m in MODES}
+    thr = {m: series(rows, {"mode": m}, "drafts", counts, "throughput_rps") for m in MODES}
+    tpot = {m: series(rows, {"mode": m}, "drafts", counts, "tpot_ms_mean") for m in MODES}
     servers = sum(p["count"] for p in base["cluster"]["targets"])
     summary: dict[str, Any] = {
         "servers": servers, "think_time_s": think,

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsd.experiments.common import line_plot, paper_large, scale_cluster, simulate_point
+from dsd.experiments.common import (
+    line_plot,
+    paper_large,
+    scale_cluster,
+    series,
+    simulate_point,
+)
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 
 ROUTERS = ("random", "round-robin", "jsq", "least-work", "p2c", "rtt-aware")
@@ -47,15 +53,14 @@ def routing(ctx: ExperimentContext) -> ExperimentResult:
     loads_l = list(loads)
     x = list(range(len(loads_l)))
 
-    def series(key: str) -> dict[str, list[Any]]:
-        return {rt: [next(r[key] for r in rows if r["router"] == rt and r["load"] == ld)
-                     for ld in loads_l] for rt in ROUTERS}
+    def by_router(key: str) -> dict[str, list[Any]]:
+        return {rt: series(rows, {"router": rt}, "load", loads_l, key) for rt in ROUTERS}
 
-    plot = line_plot(ctx.out / "routing.png", x, series("tpot_ms_mean"),
+    plot = line_plot(ctx.out / "routing.png", x, by_router("tpot_ms_mean"),
                      "load (" + ", ".join(f"{i}={ld}" for i, ld in enumerate(loads_l)) + ")",
                      "TPOT mean (ms)", "Routing policies across load (200 drafts, 7 servers)",
-                     panels={"throughput (req/s)": series("throughput_rps"),
-                             "TTFT p99 (ms)": series("ttft_ms_p99")})
+                     panels={"throughput (req/s)": by_router("throughput_rps"),
+                             "TTFT p99 (ms)": by_router("ttft_ms_p99")})
     cols = ["load", "router", "throughput_rps", "ttft_ms_mean", "ttft_ms_p99", "tpot_ms_mean",
             "tpot_ms_p99", "target_utilization", "slo_attainment"]
     return ExperimentResult(rows, summary, [plot], cols)

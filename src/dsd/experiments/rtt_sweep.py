@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsd.experiments.common import line_plot, simulate_point
+from dsd.experiments.common import line_plot, series, simulate_point
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 
 MODES = ("distributed", "fused", "cloud_only")
@@ -59,12 +59,8 @@ def rtt_sweep(ctx: ExperimentContext) -> ExperimentResult:
             points.append(({"mode": mode, "rtt_ms": rtt}, cfg))
     rows = ctx.map(simulate_point, points)
 
-    def series(mode: str, key: str) -> list[float]:
-        return [next(r[key] for r in rows if r["mode"] == mode and r["rtt_ms"] == x)
-                for x in rtts]
-
-    thr = {m: series(m, "throughput_rps") for m in MODES}
-    tpot = {m: series(m, "tpot_ms_mean") for m in MODES}
+    thr = {m: series(rows, {"mode": m}, "rtt_ms", rtts, "throughput_rps") for m in MODES}
+    tpot = {m: series(rows, {"mode": m}, "rtt_ms", rtts, "tpot_ms_mean") for m in MODES}
     cross = crossover(rtts, thr["distributed"], thr["cloud_only"])
     cross_fused = crossover(rtts, thr["distributed"], thr["fused"])
     summary = {
