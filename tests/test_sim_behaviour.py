@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from dsd.catalog import load_catalog
+from dsd.errors import ConfigError
 from dsd.perf import Deployment, kv_capacity_tokens
 from dsd.sim import simulate
 
@@ -117,3 +118,14 @@ def test_jitter_and_loss_slow_rounds_down() -> None:
                      overrides=["network.loss=0.1", "network.retransmit_ms=100"]).summary
     assert lossy["tpot_ms_p50"] > clean["tpot_ms_p50"]
     assert not math.isnan(lossy["tpot_ms_p99"])
+
+
+def test_fitted_acceptance_file_drives_the_simulation(tmp_path) -> None:
+    fitted = tmp_path / "fit.yaml"
+    fitted.write_text(yaml.safe_dump({"draft": "llama-2-7b", "target": "llama-2-70b",
+                                      "dataset": "synthetic", "alphas": [0.5]}))
+    base = ["acceptance.alpha=0.9", "workload.output.fixed=1000"]
+    s = simulate("examples/single-pair.yaml", overrides=[*base, f"acceptance.path={fitted}"])
+    assert s.summary["acceptance_rate"] == pytest.approx(0.5 * (1 - 0.5**4) / 0.5 / 4, rel=0.05)
+    with pytest.raises(ConfigError, match="acceptance.path: fitted acceptance file"):
+        simulate("examples/single-pair.yaml", overrides=[f"acceptance.path={tmp_path}/no.yaml"])

@@ -1,5 +1,6 @@
 """Per-token acceptance models keyed by (draft model, target model, dataset)."""
 
+from dsd.acceptance.fitted import fitted_table, load_fitted, write_fitted
 from dsd.acceptance.models import (
     DATASET_ALPHA,
     GAMMA_MAX,
@@ -9,4 +10,4 @@ from dsd.acceptance.models import (
 )
 
 __all__ = ["DATASET_ALPHA", "GAMMA_MAX", "AcceptanceModel", "TokenAcceptance",
-           "resolve_acceptance"]
+           "fitted_table", "load_fitted", "resolve_acceptance", "write_fitted"]

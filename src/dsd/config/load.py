@@ -119,6 +119,10 @@ def _resolve_paths(config: ScenarioConfig, base_dir: Path) -> None:
 
     config.catalog = [fix(p) or p for p in config.catalog]
     config.workload.arrival.path = fix(config.workload.arrival.path)
+    fitted = config.acceptance.path
+    if fitted is not None:
+        config.acceptance.path = (fix(fitted) if isinstance(fitted, str)
+                                  else [fix(p) or p for p in fitted])
     for pool in [*config.cluster.drafts, *config.cluster.targets]:
         pool.latency.path = fix(pool.latency.path)
 
@@ -168,6 +172,10 @@ def check_semantics(config: ScenarioConfig) -> None:
     except ConfigError as exc:
         raise ConfigError(f"workload: {exc}") from None
     arrival = config.workload.arrival
+    fitted = config.acceptance.path
+    for p in [fitted] if isinstance(fitted, str) else fitted or []:
+        if not Path(p).is_file():
+            raise ConfigError(f"acceptance.path: fitted acceptance file {p!r} not found")
     if arrival.type == "trace" and not Path(arrival.path or "").is_file():
         raise ConfigError(f"workload.arrival.path: trace file {arrival.path!r} not found")
     gamma = config.policies.window.params.get("gamma")

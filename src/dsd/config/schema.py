@@ -137,12 +137,14 @@ class ConfidenceSpec(Strict):
 
 class AcceptanceSpec(Strict):
     """Constant `alpha`, or per-position `alphas`; `spread` varies it across sessions;
-    `table` entries override it per (draft, target, dataset). Default: per-dataset alpha."""
+    `table` entries override it per (draft, target, dataset), then the fitted files in
+    `path` (written by `dsd calibrate acceptance`). Default: per-dataset alpha."""
 
     alpha: float | None = Field(default=None, ge=0, le=1)
     alphas: list[float] | None = None
     spread: float = Field(default=0.0, ge=0)
     table: list[dict[str, Any]] = []
+    path: str | list[str] | None = None
     confidence: ConfidenceSpec = Field(default_factory=lambda: ConfidenceSpec())
 
 

@@ -110,8 +110,8 @@ def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
     configs = [RealConfig(rtt, g, c, plan["requests"], plan["prompt"], plan["output"])
                for rtt, g, c in product(plan["rtts"], plan["gammas"], plan["concurrency"])]
 
-    # Profiling passes are spread between the runs (one pass per configuration after a
-    # few up front), so the profile sees the same background load as the runs.
+    # Profiling passes are spread between the runs (a few passes after each configuration,
+    # after some up front), so the profile sees the same background load as the runs.
     passes_between = 1 if qwen else 4
     records: list[dict[str, Any]] = []
     real: dict[str, dict[str, float]] = {}
@@ -127,7 +127,7 @@ def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
             real[cfg.label] = metrics(recs)
             real[cfg.label]["acceptance"] = (sum(r["accepted_tokens"] for r in recs)
                                              / max(1, sum(r["drafted_tokens"] for r in recs)))
-        meta.update(threads="1", statistic=STAT, warmup="2", dtype="float32",
+        meta.update(threads="1", statistic=STAT, warmup=str(harness.warmup), dtype="float32",
                     cpus=f"edge {harness.edge_cpus}, verifier {harness.verifier_cpus}",
                     note="edge and verifier pinned to one CPU each; passes interleaved "
                          "with the runtime runs")

@@ -5,6 +5,7 @@ from dsd.perf.base import OPS, BatchShape, Deployment, LatencyPredictor, Op, Ste
 from dsd.perf.memory import MIN_KV_TOKENS, check_fits, kv_capacity_tokens
 from dsd.perf.registry import PREDICTORS, make_predictor, register_predictor
 from dsd.perf.roofline import RooflinePredictor, RooflineStep
+from dsd.perf.table import TablePredictor, TableStep  # noqa: F401  (registers 'table')
 
 __all__ = [
     "MIN_KV_TOKENS",

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from dsd.acceptance import AcceptanceModel, resolve_acceptance
+from dsd.acceptance import AcceptanceModel, fitted_table, resolve_acceptance
 from dsd.catalog import load_catalog
 from dsd.config import ScenarioConfig
 from dsd.errors import ConfigError
@@ -100,6 +100,8 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
 
     dataset = config.workload.dataset
     spec = config.acceptance.model_dump(exclude_none=True)
+    if "path" in spec:  # fitted files act as table entries after the inline ones
+        spec["table"] = [*spec.get("table", []), *fitted_table(spec.pop("path"))]
     acceptance = {}
     for d, dpool in enumerate(config.cluster.drafts):
         for t, tpool in enumerate(config.cluster.targets):

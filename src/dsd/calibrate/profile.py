@@ -1,0 +1,300 @@
+"""Measure a model's forward-step latencies on the local hardware (`dsd profile`).
+
+Every point runs exactly the runtime's code path (`dsd.runtime.backend.ModelRunner`):
+prefill = `forward(kv, prompt, keep=1)` once per sequence (the verifier prefills sessions
+one by one, so a batch-b prefill costs b of them); decode and verify = `forward_batch` over
+b sessions with `context_len` cached tokens each and `query_tokens` new tokens, the padded
+batched step the verifier runs. Caches are cropped back after each repeat, so every repeat
+sees the same shape. Warm-up repeats are dropped; the median, p10 and p90 are kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dsd.calibrate.grid import ProfileGrid
+from dsd.errors import DsdError
+
+IDLE_MIN_S = 0.002
+IDLE_MAX_S = 0.05
+
+
+@dataclass
+class ModelToProfile:
+    """A model directory (or GGUF) and the catalog name its rows are stored under."""
+
+    path: str
+    name: str | None = None
+    gguf_file: str | None = None
+    grid: ProfileGrid | None = None  # overrides the profile's default grid
+
+
+def configure_cpu(threads: int | None = None, cpus: Iterable[int] | None = None) -> None:
+    """Pin torch's intra-op threads and this process' CPU affinity. Profiles and the runs
+    they predict must use the same settings: on 2 cores a 1-thread model is ~1.6x slower."""
+    import torch
+
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cpus))
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def environment(device: str) -> dict[str, str]:
+    """Hardware and software metadata recorded with a profile."""
+    import torch
+    import transformers
+
+    import dsd
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    meta = {
+        "device": device,
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "dsd": dsd.__version__,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tp": "1",
+        # Other processes skew timings on a shared machine: keep the evidence.
+        "loadavg_1m": f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "",
+    }
+    if hasattr(os, "sched_getaffinity"):
+        meta["cpus"] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        meta["gpu"] = torch.cuda.get_device_name()
+    return meta
+
+
+class Profiler:
+    """Times forward steps of one loaded runner."""
+
+    def __init__(self, runner: Any, warmup: int = 2, repeats: int = 5, seed: int = 0) -> None:
+        import torch
+
+        self.runner = runner
+        self.warmup = warmup
+        self.repeats = max(1, repeats)
+        self.gen = torch.Generator().manual_seed(seed)
+        # Stay clear of special tokens at the top of small vocabularies.
+        self.vocab = max(2, runner.vocab_size - 3)
+        self.cuda = runner.device.type == "cuda"
+        self._last_s = 0.0
+
+    def _ids(self, n: int) -> list[int]:
+        import torch
+
+        return torch.randint(0, self.vocab, (n,), generator=self.gen).tolist()
+
+    def _time(self, fn: Callable[[], None], reset: Callable[[], None]) -> list[float]:
+        import torch
+
+        samples = []
+        for i in range(self.warmup + self.repeats):
+            reset()
+            # Idle as long as the last step took (2-50 ms) before each timed step, as a
+            # serving loop does while it waits on the network or its peer. On a shared
+            # machine the scheduler preempts a process that never sleeps far more often
+            # than one that does, so a busy-looping profiler would overstate step costs.
+            time.sleep(min(max(self._last_s, IDLE_MIN_S), IDLE_MAX_S))
+            if self.cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if self.cuda:
+                torch.cuda.synchronize()
+            self._last_s = time.perf_counter() - t0
+            if i >= self.warmup:
+                samples.append(self._last_s * 1000.0)
+        return samples
+
+    def prefill(self, batch: int, prompt: int) -> list[float]:
+        from dsd.runtime.backend import KVState
+
+        prompts = [self._ids(prompt) for _ in range(batch)]
+
+        def run() -> None:
+            for ids in prompts:
+                self.runner.forward(KVState(), ids, keep=1)
+
+        return self._time(run, lambda: None)
+
+    def step(self, kvs: list[Any], context: int, query: int) -> list[float]:
+        """One decode/verify step over the given caches (each holding `context` tokens)."""
+        items = [(kv, self._ids(query)) for kv in kvs]
+
+        def reset() -> None:
+            for kv in kvs:
+                kv.crop(context)
+
+        return self._time(lambda: self.runner.forward_batch(items), reset)
+
+    def caches(self, batch: int, context: int) -> list[Any]:
+        """`batch` fresh caches holding `context` random tokens each."""
+        from dsd.runtime.backend import KVState
+
+        kvs = [KVState() for _ in range(batch)]
+        for kv in kvs:
+            self.runner.forward(kv, self._ids(context), keep=1)
+        return kvs
+
+
+class GridSession:
+    """Round-robin passes over a set of points; samples accumulate across passes, so a
+    caller can spread passes over time (sim-vs-real interleaves them with its runs)."""
+
+    def __init__(self, runner: Any, name: str, points: Iterable[tuple[str, int, int, int]]):
+        self.name = name
+        self.prof = Profiler(runner, warmup=0, repeats=1)
+        self.points = list(points)
+        limit = runner.max_context
+        too_long = [p for p in self.points if p[2] + p[3] > limit]
+        if too_long:
+            op, b, c, q = too_long[0]
+            raise DsdError(f"profile point {op} context={c} query={q} exceeds the model's "
+                           f"{limit}-token context; lower --contexts/--prompts")
+        need: dict[int, int] = {}
+        for op, b, c, _ in self.points:
+            if op != "prefill":
+                need[c] = max(b, need.get(c, 0))
+        self.caches = {c: self.prof.caches(b, c) for c, b in sorted(need.items())}
+        self.samples: dict[tuple[str, int, int, int], list[float]] = {
+            p: [] for p in self.points}
+
+    def run_pass(self, keep: bool = True) -> None:
+        """Time every point once (`keep=False`: a warm-up pass)."""
+        for point in self.points:
+            op, b, c, q = point
+            took = (self.prof.prefill(b, q) if op == "prefill"
+                    else self.prof.step(self.caches[c][:b], c, q))
+            if keep:
+                self.samples[point] += took
+
+    def rows(self, stat: str = "median") -> list[dict[str, Any]]:
+        return [_row(self.name, *p, self.samples[p], stat) for p in self.points
+                if self.samples[p]]
+
+
+def profile_model(
+    runner: Any,
+    name: str,
+    grid: ProfileGrid,
+    warmup: int = 2,
+    repeats: int = 5,
+    points: Iterable[tuple[str, int, int, int]] | None = None,
+    progress: Callable[[str], None] | None = None,
+    stat: str = "median",
+) -> list[dict[str, Any]]:
+    """Measure every grid point (or the given points) of one runner; returns profile rows.
+
+    Repeats go round-robin over the points (one timing of each point per pass) rather than
+    all repeats of one point back to back: a burst of load from another process then
+    perturbs one sample of many points instead of every sample of a few, and the table
+    stays smooth across the grid.
+    """
+    session = GridSession(runner, name, points if points is not None else grid.points())
+    total = warmup + max(1, repeats)
+    for rep in range(total):
+        session.run_pass(keep=rep >= warmup)
+        if progress:
+            progress(f"{name}: pass {rep + 1}/{total} over {len(session.points)} points"
+                     + (" (warm-up)" if rep < warmup else ""))
+    rows = session.rows(stat)
+    if progress:
+        for r in rows:
+            progress(f"{name} {r['op']:7s} batch={r['batch_size']:<3d} "
+                     f"context={r['context_len']:<5d} query={r['query_tokens']:<5d} "
+                     f"{r['latency_ms']:9.2f} ms")
+    return rows
+
+
+STATS = ("median", "mean")
+
+
+def _row(model: str, op: str, b: int, c: int, q: int, samples: list[float],
+         stat: str = "median") -> dict[str, Any]:
+    ordered = sorted(samples)
+    center = statistics.fmean(ordered) if stat == "mean" else statistics.median(ordered)
+    return {
+        "model": model, "op": op, "batch_size": b, "context_len": c, "query_tokens": q,
+        "latency_ms": center,
+        "p10_ms": _quantile(ordered, 0.1), "p90_ms": _quantile(ordered, 0.9),
+        "repeats": len(samples),
+    }
+
+
+def _quantile(ordered: list[float], p: float) -> float:
+    """Linear-interpolated quantile of sorted samples."""
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = p * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def load_runner(spec: ModelToProfile, device: str, dtype: str = "auto") -> tuple[Any, str]:
+    """Load through the runtime backend; returns (runner, row name)."""
+    from dsd.runtime.backend import load_backend
+
+    runner = load_backend(spec.path, gguf_file=spec.gguf_file, device=device, dtype=dtype)
+    name = spec.name or Path(spec.path).expanduser().resolve().name.removesuffix(".gguf")
+    return runner, name
+
+
+def run_profile(
+    models: list[ModelToProfile],
+    grid: ProfileGrid,
+    out: str | Path,
+    device: str = "cpu",
+    dtype: str = "auto",
+    warmup: int = 2,
+    repeats: int = 5,
+    progress: Callable[[str], None] | None = None,
+    stat: str = "median",
+) -> Path:
+    """Profile each model (one after another, so they never share the CPU) into one file."""
+    from dsd.perf.table import write_profile
+
+    rows: list[dict[str, Any]] = []
+    meta: dict[str, str] = {}
+    for spec in models:
+        runner, name = load_runner(spec, device, dtype)
+        meta.setdefault("dtype", str(next(runner.model.parameters()).dtype).removeprefix(
+            "torch."))
+        meta[f"model.{name}"] = str(spec.path) + (f" ({spec.gguf_file})" if spec.gguf_file
+                                                   else "")
+        rows += profile_model(runner, name, spec.grid or grid, warmup, repeats,
+                              progress=progress, stat=stat)
+        del runner
+    meta.update(environment(device if device != "auto" else _auto_device()))
+    meta["warmup"] = str(warmup)
+    meta["statistic"] = stat
+    meta["columns"] = (f"latency_ms = {stat} of `repeats` timed forward steps; p10_ms/p90_ms "
+                       "their 10th/90th percentiles; prefill at batch b = b sequential "
+                       "batch-1 prefills (as the runtime's verifier runs them)")
+    return write_profile(out, rows, meta)
+
+
+def _auto_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
