@@ -138,3 +138,14 @@ def test_parse_ints():
     assert parse_ints("1, 2,4", "--x") == (1, 2, 4)
     with pytest.raises(ConfigError, match="--x"):
         parse_ints("1,a", "--x")
+
+
+def test_runtime_per_round_history_is_used_even_with_variable_gamma() -> None:
+    from dsd.calibrate.acceptance import AcceptanceCounts
+
+    counts = AcceptanceCounts()
+    counts.add_record({"gamma_history": [4, 2, 4], "accepted_history": [4, 1, 0],
+                       "accepted_per_pos": [2, 1, 1, 1]})
+    assert counts.skipped == 0
+    assert counts.rounds == 3
+    assert counts.reached[:2] == [3, 2] and counts.accepted[:2] == [2, 1]

@@ -6,9 +6,10 @@ accepted a tokens reached positions 0..min(a, gamma-1) and accepted positions 0.
 
 Input records are per-request JSON objects (JSON lines in *.jsonl / *.log files, or a JSON
 list in *.json), as the runtime's edge logs them. Each needs either per-round data
-(`rounds_log: [[gamma, accepted], ...]`, or `round_gammas` + `round_accepted`) or the
-edge's aggregate `gamma_history` + `accepted_per_pos`; the aggregate is exact only when a
-request kept one gamma, so variable-gamma requests without per-round data are skipped.
+(`rounds_log: [[gamma, accepted], ...]`, `round_gammas` + `round_accepted`, or the edge's
+`gamma_history` + `accepted_history`) or the aggregate `gamma_history` + `accepted_per_pos`
+of older logs; the aggregate is exact only when a request kept one gamma, so variable-gamma
+requests without per-round data are skipped.
 """
 
 from __future__ import annotations
@@ -89,9 +90,11 @@ def _rounds_of(rec: dict[str, Any]) -> list[tuple[int, int]] | None:
     log = rec.get("rounds_log")
     if isinstance(log, list):
         return [(int(g), int(a)) for g, a in log]
-    gs, accs = rec.get("round_gammas"), rec.get("round_accepted")
-    if isinstance(gs, list) and isinstance(accs, list):
-        return [(int(g), int(a)) for g, a in zip(gs, accs, strict=False)]
+    for gamma_key, accepted_key in (("round_gammas", "round_accepted"),
+                                    ("gamma_history", "accepted_history")):
+        gs, accs = rec.get(gamma_key), rec.get(accepted_key)
+        if isinstance(gs, list) and isinstance(accs, list):
+            return [(int(g), int(a)) for g, a in zip(gs, accs, strict=False)]
     return None
 
 

@@ -51,6 +51,7 @@ class RequestStats:
     accepted: int = 0
     retries: int = 0
     gamma_history: list[int] = field(default_factory=list)
+    accepted_history: list[int] = field(default_factory=list)  # per round, like gamma_history
     accepted_per_pos: list[int] = field(default_factory=list)
     finish_reason: str | None = None
 
@@ -77,6 +78,7 @@ class RequestStats:
             "accepted_tokens": self.accepted,
             "acceptance_rate": self.accepted / self.drafted if self.drafted else 0.0,
             "retries": self.retries, "gamma_history": list(self.gamma_history),
+            "accepted_history": list(self.accepted_history),
             "accepted_per_pos": list(self.accepted_per_pos), "finish_reason": self.finish_reason,
         }
 
@@ -262,14 +264,16 @@ class EdgeEngine:
                 try:
                     reply = await sess.open(committed, params, max_tokens - out_len,
                                             self.fingerprint)
-                    if draft_task is not None:
-                        await draft_task
-                        draft_task = None
                     done = self._commit(stats, committed, n_prompt, [reply.token], eos,
                                         max_tokens)
+                    # The target's first token goes out at once; drafting waits for the
+                    # draft prefill that ran meanwhile (it reads only the prompt prefix).
                     yield committed[n_prompt + out_len:n_prompt + stats.output_tokens]
                     if done:
                         return
+                    if draft_task is not None:
+                        await draft_task
+                        draft_task = None
                     rnd = 0
                     while True:
                         if time.perf_counter() > deadline_at:
@@ -354,6 +358,7 @@ class EdgeEngine:
         stats.drafted += gamma
         stats.accepted += accepted
         stats.gamma_history.append(gamma)
+        stats.accepted_history.append(accepted)
         if len(stats.accepted_per_pos) < gamma:
             stats.accepted_per_pos.extend([0] * (gamma - len(stats.accepted_per_pos)))
         for i in range(accepted):
