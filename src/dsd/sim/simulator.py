@@ -16,6 +16,7 @@ from typing import Any
 from dsd.metrics import MetricsCollector, RequestTableWriter
 from dsd.policies import ModeState, RequestView, RoundResult, TargetView
 from dsd.policies.features import SessionFeatures
+from dsd.sim.batch_time import fused_draft_s, record_interference, target_batch_s
 from dsd.sim.cluster import Cluster
 from dsd.sim.engine import EventLoop
 from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, DraftDevice, Request, TargetServer
@@ -150,7 +151,7 @@ class Simulator:
         if drafts and (not queue or drafts[0].arrival_s <= queue[0].arrival_s):
             batch = drafts[: server.max_batch]
             del drafts[: len(batch)]
-            duration = self._fused_draft_time(server, batch)
+            duration = fused_draft_s(server.draft_step, batch)
         elif queue:
             if (server.max_wait_s and len(queue) < server.max_batch
                     and now < queue[0].arrival_s + server.max_wait_s):  # same sum as the wake
@@ -165,25 +166,8 @@ class Simulator:
             else:
                 chosen = {id(r) for r in batch}
                 server.queue = [r for r in queue if id(r) not in chosen]
-            query = context = attn = 0
-            for r in batch:
-                q, c = r.query_tokens, r.context_len
-                query += q
-                context += c
-                attn += q * (c + q) if r.kind != PREFILL else q * (q + 1) // 2
-            step = server.step
-            duration = step.step_s(n, query, context, attn)
-            # Verification interference I_r = T(batch) - T({r}); zero for a batch of one.
-            metrics = self.metrics
-            if n == 1:
-                if batch[0].kind == VERIFY and batch[0].measured:
-                    metrics.verify_rounds += 1
-            else:
-                for r in batch:
-                    if r.kind == VERIFY and r.measured:
-                        q, c = r.query_tokens, r.context_len
-                        metrics.interference_s += duration - step.step_s(1, q, c, q * (c + q))
-                        metrics.verify_rounds += 1
+            duration = target_batch_s(server.step, batch)
+            record_interference(self.metrics, server.step, batch, duration)
         else:
             return
         server.busy = True
@@ -192,16 +176,6 @@ class Simulator:
         server.batches += 1
         server.batched_jobs += len(batch)
         self.loop.at(now + duration, self._batch_done, server)
-
-    def _fused_draft_time(self, server: TargetServer, batch: list[Request]) -> float:
-        """gamma sequential draft steps for the batch; sessions drop out as their gamma ends."""
-        step = server.draft_step
-        total, steps = 0.0, max(r.query_tokens for r in batch)
-        for s in range(1, steps + 1):
-            live = [r for r in batch if r.query_tokens >= s]
-            context = sum(r.context_len for r in live) + len(live) * (s - 1)
-            total += step.step_s(len(live), len(live), context, context + len(live))
-        return total
 
     def _batch_done(self, server: TargetServer) -> None:
         batch = server.batch
