@@ -63,6 +63,12 @@ def test_dataset_train_and_use(tmp_path) -> None:
     stamp = part.stat().st_mtime_ns
     generate(scenarios, out, gammas=GAMMAS, workers=1, progress=False)  # resumes: no rerun
     assert part.stat().st_mtime_ns == stamp
+    # A part from an older feature definition (no version stamp) is re-simulated, not reused.
+    stale = tmp_path / "d.parquet.parts" / "s1.parquet"
+    pq.write_table(pq.read_table(stale).replace_schema_metadata(None), stale)
+    generate(scenarios, out, gammas=GAMMAS, points_per_run=25, workers=1, progress=False)
+    assert (pq.read_schema(stale).metadata or {}).get(b"dsd_awc_features_version") == b"2"
+    assert part.stat().st_mtime_ns == stamp
 
     cfg = TrainConfig(hidden=4, epochs=3, patience=2, val_frac=0.2, test_frac=0.2)
     report = train(out, tmp_path / "w.npz", cfg, log=lambda *_: None)
@@ -75,3 +81,47 @@ def test_dataset_train_and_use(tmp_path) -> None:
     assert factory().next_gamma.__self__.net.gammas == GAMMAS
     summary = simulate(config, keep_requests=False).summary
     assert summary["requests_completed"] > 0
+
+
+def test_training_floors_the_std_of_a_constant_feature(tmp_path) -> None:
+    """A feature constant in training (rtt_std = 0, as with jitter-free links) gets the floor
+    std, so a plausible unseen value (5 ms of jitter) still gives finite logits and a valid
+    gamma."""
+    pytest.importorskip("torch")
+    import numpy as np
+    import pyarrow as pa
+
+    from dsd.awc.train import TrainConfig, train
+    from dsd.policies import WindowState
+    from dsd.policies.awc import FEATURE_STD_FLOOR, AwcWindow, raw_features
+
+    rng = np.random.default_rng(0)
+    n_sc, per = 12, 40
+    cols: dict[str, list] = {k: [] for k in ("sid", "dataset", "hardware", *FEATURE_NAMES,
+                                              "obj_g1", "obj_g4")}
+    for k in range(n_sc):
+        good = k % 2  # half the scenarios prefer gamma=4
+        for _ in range(per):
+            cols["sid"].append(f"s{k}")
+            cols["dataset"].append("gsm8k")
+            cols["hardware"].append("a40-a100")
+            acc = rng.uniform(0.6, 0.9) if good else rng.uniform(0.1, 0.4)
+            st = WindowState(rng.uniform(0, 0.5), acc, 0.02, 0.0, rng.uniform(0.03, 0.06),
+                             rng.uniform(0, 0.01), int(rng.choice(GAMMAS)))
+            for name, v in zip(FEATURE_NAMES, raw_features(st), strict=True):
+                cols[name].append(v)
+            cols["obj_g1"].append(1.0 if not good else 0.9)
+            cols["obj_g4"].append(1.0 if good else 0.9)
+    pq.write_table(pa.table(cols), tmp_path / "d.parquet")
+    train(tmp_path / "d.parquet", tmp_path / "w.npz",
+          TrainConfig(hidden=4, epochs=2, patience=2), log=lambda *_: None)
+    std = np.load(tmp_path / "w.npz")["std"]
+    i = FEATURE_NAMES.index("log_rtt_std_ms")
+    assert std[i] == pytest.approx(FEATURE_STD_FLOOR[i])
+    assert (std >= np.asarray(FEATURE_STD_FLOOR) - 1e-12).all()
+
+    window = AwcWindow(weights=str(tmp_path / "w.npz"))
+    jitter = WindowState(0.2, 0.7, 0.02, 0.005, 0.05, 0.005, 4)  # 5 ms of RTT jitter
+    logits = np.asarray(window.net.logits(raw_features(jitter)))
+    assert np.isfinite(logits).all() and np.abs(logits).max() < 1e4
+    assert window().next_gamma(jitter) in GAMMAS

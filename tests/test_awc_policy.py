@@ -9,12 +9,14 @@ from dsd.errors import ConfigError
 from dsd.policies import WINDOWS, WindowState
 from dsd.policies.awc import (
     FEATURE_NAMES,
+    FEATURE_STD_FLOOR,
     AwcController,
     AwcWindow,
     GammaStabilizer,
     ModeHysteresis,
     WcDnn,
     WcDnnWeights,
+    floor_std,
     raw_features,
 )
 
@@ -154,3 +156,40 @@ def test_awc_runs_in_simulator() -> None:
     }
     s = simulate(cfg, keep_requests=False).summary
     assert s["requests_completed"] > 0 and s["drafted_tokens"] > 0
+
+
+def jittery_states() -> list[WindowState]:
+    """Unusual but plausible states: RTT jitter of 5-50 ms, idle and saturated queues."""
+    return [WindowState(0.0, 0.9, 0.02, 0.005, 0.04, 0.002, 4),
+            WindowState(1.0, 0.1, 0.15, 0.05, 0.3, 0.1, 8),
+            WindowState(0.3, 0.5, 0.001, 0.0, 0.01, 0.0, 1)]
+
+
+@pytest.mark.parametrize("backend", ["compiled", "python", "numpy"])
+def test_std_floor_bounds_a_feature_constant_in_training(backend: str) -> None:
+    """Weights whose training saw rtt_std == 0 (std stored as 1e-6) must not turn 5 ms of
+    measured jitter into a z-score of ~1e6: inference floors the std per feature."""
+    w = random_weights(seed=3)
+    i = FEATURE_NAMES.index("log_rtt_std_ms")
+    w.mean[i], w.std[i] = 0.0, 1e-6
+    net = WcDnn(w, backend)
+    floored = WcDnnWeights(**{**w.__dict__, "std": floor_std(w.std)})
+    assert floor_std(w.std)[i] == FEATURE_STD_FLOOR[i]
+    for st in jittery_states():
+        x = raw_features(st)
+        logits = np.asarray(net.logits(x))
+        assert np.isfinite(logits).all()
+        np.testing.assert_allclose(logits, reference_logits(floored, x), rtol=1e-9, atol=1e-9)
+        ctl = AwcController(net, GammaStabilizer(GAMMAS, 1, 8, 0.5), ModeHysteresis(), 4)
+        assert ctl.next_gamma(st) in GAMMAS
+
+
+def test_packaged_weights_handle_jitter() -> None:
+    w = WcDnnWeights.load()
+    assert (w.std >= np.asarray(FEATURE_STD_FLOOR) - 1e-12).all()
+    net = WcDnn(w)
+    for st in jittery_states():
+        assert np.isfinite(net.logits(raw_features(st))).all()
+        ctl = WINDOWS.create("awc")()
+        for _ in range(5):
+            assert 1 <= ctl.next_gamma(st) <= 8

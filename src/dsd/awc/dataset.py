@@ -12,7 +12,9 @@ what to do from states its own earlier choices lead to (prev_gamma, TPOT, queue 
 on the gamma in use). Each point is labelled with its scenario's oracle.
 
 Resumable: each scenario is written to `<out>.parts/<sid>.parquet` as it finishes and is
-skipped when present; the final file concatenates the parts.
+skipped when present *and* stamped with the current FEATURES_VERSION; the final file
+concatenates the parts. Parts recorded under an older feature definition (e.g. nominal
+instead of measured RTT) carry no or another stamp and are regenerated, never mixed in.
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ from dsd.errors import DsdError
 from dsd.policies.awc import FEATURE_NAMES
 
 CANDIDATE_GAMMAS = (1, 2, 3, 4, 5, 6, 8)
+# Bump when the meaning of a feature changes (the simulator's WindowState, `raw_features`):
+# resumption then re-simulates old parts instead of mixing two feature definitions.
+# v2: RTT features are the measured network time of each round (dsd.policies.features).
+FEATURES_VERSION = "2"
+_STAMP = b"dsd_awc_features_version"
+
+
+def _part_is_current(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False
+    return meta.get(_STAMP) == FEATURES_VERSION.encode()
 
 
 def label_scenario(job: tuple[dict[str, Any], tuple[int, ...], int]) -> dict[str, list[Any]]:
@@ -85,7 +102,7 @@ def generate(scenarios: list[Scenario], out: str | Path, *, gammas: tuple[int, .
     out = Path(out)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in scenarios if not (parts / f"{s.sid}.parquet").exists()]
+    todo = [s for s in scenarios if not _part_is_current(parts / f"{s.sid}.parquet")]
     jobs = [(s.to_dict(), tuple(gammas), points_per_run) for s in todo]
     results = parallel_map(label_scenario, jobs, executor, workers, address)
     if progress:
@@ -94,7 +111,9 @@ def generate(scenarios: list[Scenario], out: str | Path, *, gammas: tuple[int, .
         results = track(results, total=len(jobs), description="awc dataset")
     for sc, cols in zip(todo, results, strict=True):
         tmp = parts / f"{sc.sid}.parquet.tmp"
-        pq.write_table(pa.table(cols), tmp)
+        table = pa.table(cols)
+        table = table.replace_schema_metadata({_STAMP: FEATURES_VERSION.encode()})
+        pq.write_table(table, tmp)
         tmp.replace(parts / f"{sc.sid}.parquet")  # atomic: a killed run leaves no half part
     tables = [pq.read_table(parts / f"{s.sid}.parquet") for s in scenarios]
     tables = [t for t in tables if t.num_rows]

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from dsd.errors import DataError
-from dsd.policies.awc import FEATURE_NAMES, WcDnnWeights
+from dsd.policies.awc import FEATURE_NAMES, WcDnnWeights, floor_std
 
 
 @dataclass
@@ -129,7 +129,9 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None,
     tr = splits["train"]
     if len(tr.x) == 0:
         raise DataError(f"{dataset}: no training rows")
-    mean, std = tr.x.mean(axis=0), tr.x.std(axis=0) + 1e-6
+    # Floored std (FEATURE_STD_FLOOR): a feature nearly constant in training must not
+    # turn a plausible but unseen value at inference into an enormous z-score.
+    mean, std = tr.x.mean(axis=0), floor_std(tr.x.std(axis=0))
 
     def tensor(split: Split) -> Any:
         return torch.tensor((split.x - mean) / std, dtype=torch.float32)

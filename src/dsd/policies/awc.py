@@ -32,6 +32,21 @@ FEATURE_NAMES = ("queue_util", "acceptance_ema", "log_rtt_mean_ms", "log_rtt_std
                  "log_tpot_mean_ms", "log_tpot_std_ms", "prev_gamma")
 N_FEATURES = len(FEATURE_NAMES)
 
+# Floor on each feature's normalization std (same order as FEATURE_NAMES), in the feature's
+# own units: 0.05 for the fractions (queue, acceptance), 0.1 for the log1p-ms times (a ~10%
+# change of a time), 0.5 for prev_gamma (half a window step). A feature that was (near)
+# constant in training - e.g. RTT jitter when every training link was jitter-free - would
+# otherwise get std ~ 0 and turn an ordinary value at inference into a z-score of millions.
+# `dsd awc train` writes floored stds; `WcDnn` applies the same floor to any weights file.
+FEATURE_STD_FLOOR = (0.05, 0.05, 0.1, 0.1, 0.1, 0.1, 0.5)
+
+
+def floor_std(std: np.ndarray) -> np.ndarray:
+    """`std` raised to FEATURE_STD_FLOOR per feature (to a tiny epsilon if the layout differs)."""
+    std = np.asarray(std, dtype=float)
+    floor = np.asarray(FEATURE_STD_FLOOR) if std.shape == (N_FEATURES,) else 1e-6
+    return np.maximum(np.nan_to_num(std, nan=1.0), floor)
+
 
 def raw_features(state: WindowState) -> list[float]:
     """The network's input, identical in the simulator and the runtime."""
@@ -116,7 +131,7 @@ class WcDnn:
                               f"({', '.join(BACKENDS)})")
         self.weights = weights
         self.gammas = weights.gammas
-        std = np.where(weights.std > 1e-9, weights.std, 1.0)
+        std = floor_std(weights.std)  # a near-constant training feature cannot blow up
         w_in = weights.w_in / std  # W (x - m)/s + b = (W/s) x + (b - (W/s) m)
         b_in = weights.b_in - w_in @ weights.mean
         first = np.ascontiguousarray(0.5 * np.hstack([w_in, b_in[:, None]]))
