@@ -218,8 +218,10 @@ class RemoteSession:
         t0 = time.perf_counter()
         try:
             await self.ep.delay()
-            await asyncio.wait_for(self.call.write(msg), self.round_timeout_s)
-            reply = await asyncio.wait_for(self.call.read(), self.round_timeout_s)
+            # One deadline for the exchange; asyncio.timeout wraps no extra task per await.
+            async with asyncio.timeout(self.round_timeout_s):
+                await self.call.write(msg)
+                reply = await self.call.read()
             await self.ep.delay()
         except TimeoutError:
             self.call.cancel()
