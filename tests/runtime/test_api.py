@@ -17,11 +17,11 @@ pytestmark = pytest.mark.runtime
 
 
 @contextlib.asynccontextmanager
-async def edge_stack(runners, tok, **edge_kw):
+async def edge_stack(runners, tok, max_wait_ms: float = 0.0, **edge_kw):
     from dsd.runtime.launch import start_edge_server
 
     tr, dr = runners
-    async with verifier_server(tr, max_batch=16) as (svc, port):
+    async with verifier_server(tr, max_batch=16, max_wait_ms=max_wait_ms) as (svc, port):
         engine = make_edge(dr, [port], **edge_kw)
         srv = await start_edge_server(engine, tok, "tiny", "127.0.0.1", 0, max_tokens_limit=512,
                                       max_context=2048)
@@ -159,7 +159,8 @@ def test_32_concurrent_streaming_clients(tiny, runners):
         return done, final
 
     async def main():
-        async with edge_stack(runners, tok) as (base, svc):
+        # A 2 ms batching window makes cross-session batches certain, not a timing accident.
+        async with edge_stack(runners, tok, max_wait_ms=2.0) as (base, svc):
             limits = httpx.Limits(max_connections=64)
             async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
                 results = await asyncio.wait_for(
