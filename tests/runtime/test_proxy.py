@@ -115,7 +115,8 @@ def test_emulated_rtt_on_edge_link(tiny, runners):
 
     out, rtt = asyncio.run(main())
     assert out == reference_greedy(target, ids, 12)
-    assert 0.016 < rtt < 0.5  # the emulated 20 ms is there; the cap only guards nonsense
+    # 20 ms +- 4 ms of emulated jitter (~1 ms without emulation); the cap only guards nonsense.
+    assert 0.012 < rtt < 0.5
 
 
 def _netem_available() -> bool:
