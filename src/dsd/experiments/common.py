@@ -105,11 +105,7 @@ def line_plot(path: Path, x: Sequence[float], series: dict[str, Sequence[float |
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def bar_plot(path: Path, groups: Sequence[str],
@@ -135,6 +131,12 @@ def bar_plot(path: Path, groups: Sequence[str],
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
+    return _save(fig, path, title)
+
+
+def _save(fig: Any, path: Path, title: str) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
