@@ -1,10 +1,9 @@
 """AWC: adaptive window control with a learned WC-DNN, registered as window policy "awc".
 
-The issue asks for the network "inside policies/window.py"; it lives here instead (same
-WINDOWS registry, same WindowState/RoundResult protocol) so the baseline controllers and the
-learned one stay one concept per file. Training is in `dsd.awc` (PyTorch); this module is
-pure Python + NumPy (only to read the .npz), so the simulator and the runtime run the very
-same object without torch.
+It shares the WINDOWS registry and the WindowState/RoundResult protocol with the baseline
+controllers of policies/window.py, one concept per file. Training is in `dsd.awc`
+(PyTorch); this module is pure Python + NumPy (only to read the .npz), so the simulator and
+the runtime run the very same object without torch.
 
 Per decision: 7 raw features from WindowState -> WC-DNN logits over the allowed gammas ->
 argmax -> stabilizer (clamp, EMA smoothing, quantization to allowed gammas) -> gamma. An
