@@ -77,6 +77,31 @@ def test_validate_reports_an_error_figure(profile, tiny, tmp_path, capsys):
     assert all(r["measured_ms"] > 0 for r in data["rows"])
 
 
+def test_draft_decode_bursts_are_timed_per_step(tiny):
+    """A burst of k decode steps runs k forwards back to back (the cache grows by k) and
+    reports time per step; the cache is cropped back before every repeat."""
+    from dsd.calibrate.profile import GridSession
+    from dsd.runtime.backend import load_backend
+
+    runner = load_backend(str(tiny / "draft"), device="cpu", name="tiny-draft")
+    calls: list[int] = []
+    forward = runner.forward
+
+    def counting_forward(kv, ids, keep=1):
+        calls.append(len(ids))
+        return forward(kv, ids, keep=keep)
+
+    runner.forward = counting_forward
+    session = GridSession(runner, "tiny-draft", [("decode", 1, 32, 1)], decode_burst=4)
+    calls.clear()
+    session.run_pass()
+    session.run_pass()
+    assert calls == [1] * 8
+    assert session.caches[32][0].length == 36  # cropped to 32 before each burst of 4
+    (row,) = session.rows()
+    assert row["op"] == "decode" and row["repeats"] == 2 and row["latency_ms"] > 0
+
+
 def test_profile_errors_are_one_line(tiny, tmp_path, capsys):
     from dsd.cli.main import main
 
@@ -101,3 +126,70 @@ def test_sim_vs_real_quick(tmp_path, monkeypatch):
     assert (tmp_path / "results.csv").read_text().count("\n") == 1 + 8
     assert (tmp_path / "profile.csv").is_file() and (tmp_path / "acceptance.yaml").is_file()
     assert (tmp_path / "parity.png").is_file()
+
+
+def _planted_run(out: Path, tiny: Path) -> None:
+    """A sim-vs-real folder as `_measure` leaves it, with records planted by hand: two
+    configurations, 6 requests each, gamma 2, link timings known."""
+    import shutil
+
+    import yaml
+
+    from dsd.calibrate.hfspec import catalog_entry
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "catalog.yaml").write_text(yaml.safe_dump({"models": {
+        "tiny-draft": catalog_entry(tiny / "draft", family="tiny"),
+        "tiny-target": catalog_entry(tiny / "target", family="tiny")}}))
+    shutil.copy(Path(__file__).parents[1] / "profiles" / "tiny-pair-cpu.csv",
+                out / "profile.csv")
+    configs = [{"rtt_ms": rtt, "gamma": 2, "concurrency": 1, "requests": 6,
+                "prompt_tokens": 64, "output_tokens": 32} for rtt in (0, 30)]
+    with (out / "requests_real.jsonl").open("w") as fh:
+        for cfg in configs:
+            label = f"rtt{cfg['rtt_ms']}-g2-c1"
+            for i in range(6):
+                rounds = [[2, (i + k) % 3] for k in range(11)]
+                fh.write(json.dumps({
+                    "request_id": f"r{i}", "config": label, "draft": "tiny-draft",
+                    "target": "tiny-target", "dataset": "synthetic", "arrival_s": i * 0.2,
+                    "ttft_ms": cfg["rtt_ms"] + 6.0, "tpot_ms": cfg["rtt_ms"] / 2 + 3.0,
+                    "e2e_ms": 150.0 + 10 * cfg["rtt_ms"], "output_tokens": 32,
+                    "drafted_tokens": 22, "accepted_tokens": sum(a for _, a in rounds),
+                    "rounds_log": rounds, "open_server_ms": 3.0,
+                    "round_link_ms": cfg["rtt_ms"] + 1.0, "open_link_ms": cfg["rtt_ms"] + 2.0,
+                }) + "\n")
+    (out / "measured.json").write_text(json.dumps({
+        "draft": "tiny-draft", "target": "tiny-target",
+        "catalogs": ["catalog.yaml"], "configs": configs}))
+
+
+def test_sim_vs_real_reuse_resimulates_saved_measurements(tiny, tmp_path):
+    import dsd.experiments.sim_vs_real  # noqa: F401  (registers the experiment)
+    from dsd.errors import DsdError
+    from dsd.experiments.registry import run_experiment
+
+    with pytest.raises(DsdError, match="holds no measured.json"):
+        run_experiment("sim-vs-real", out=tmp_path / "empty", reuse=True, echo=False)
+    _planted_run(tmp_path / "run", tiny)
+    result = run_experiment("sim-vs-real", out=tmp_path / "run", reuse=True, echo=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # set-up = TTFT - verifier time - a round's link = 6 - 3 - 1 ms at both RTTs
+    assert summary["session_setup_ms"] == pytest.approx(2.0)
+    assert summary["network_overhead_ms_median"] == pytest.approx(1.0)
+    assert [row["config"] for row in result.rows] == ["rtt0-g2-c1", "rtt30-g2-c1"]
+    assert [row["real_ttft_ms"] for row in result.rows] == [6.0, 36.0]
+    for row in result.rows:  # the simulator ran on the planted link and profile
+        assert row["link_overhead_ms"] == pytest.approx(1.0)
+        assert row["sim_ttft_ms"] > row["rtt_ms"] + 1.0 + 2.0
+        assert 0 <= row["err_tpot"] < 5
+    assert (tmp_path / "run" / "acceptance.yaml").is_file()
+
+
+def test_link_costs_need_the_edge_timings():
+    from dsd.calibrate.compare import link_costs
+    from dsd.errors import DsdError
+
+    assert link_costs({"ttft_ms": 9.0, "open_server_ms": 4.0, "round_link_ms": 2.0}) == (2.0, 3.0)
+    with pytest.raises(DsdError, match="r7: no link timings"):
+        link_costs({"request_id": "r7", "ttft_ms": 9.0})

@@ -45,6 +45,18 @@ def test_tpot_is_round_time_over_tokens_per_round() -> None:
     assert s["tpot_ms_p50"] == pytest.approx(expected_tpot_ms, rel=0.03)
 
 
+@pytest.mark.parametrize("mode", ["distributed", "cloud_only"])
+def test_session_setup_adds_to_ttft_alone(mode: str) -> None:
+    def run(setup_ms: float) -> dict:
+        return simulate("examples/single-pair.yaml", overrides=[
+            f"mode={mode}", f"network.setup_ms={setup_ms}", "workload.output.fixed=64",
+            "simulation.duration_s=120"]).summary
+
+    base, setup = run(0.0), run(40.0)
+    assert setup["ttft_ms_p50"] == pytest.approx(base["ttft_ms_p50"] + 40.0, abs=0.5)
+    assert setup["tpot_ms_p50"] == pytest.approx(base["tpot_ms_p50"], rel=1e-6)
+
+
 def test_cloud_only_tpot_is_one_decode_step() -> None:
     s = simulate("examples/single-pair.yaml", overrides=[
         "mode=cloud_only", "workload.output.fixed=512", "simulation.duration_s=120"]).summary

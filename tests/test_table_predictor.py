@@ -228,6 +228,28 @@ def test_simulation_with_table_latency(profile, tmp_path):
     assert not math.isclose(res["tpot_ms_p50"], roof["tpot_ms_p50"], rel_tol=0.01)
 
 
+def test_prefills_sharing_a_step_release_first_tokens_one_by_one(profile):
+    """Three users arrive at once: the first prefill runs alone, the next two share a step
+    (with the first user's decode), and each first token leaves when its own prefill ends,
+    as in the runtime's verifier, not when the whole step does."""
+    from dsd.sim import simulate
+
+    res = simulate({
+        "name": "prefills", "mode": "cloud_only",
+        "cluster": {"drafts": [{"count": 1, "gpu": "cpu", "model": MODEL}],
+                    "targets": [{"count": 1, "gpu": "cpu", "model": MODEL,
+                                 "latency": {"type": "table", "path": str(profile)}}]},
+        "network": {"rtt_ms": 0, "bandwidth_mbps": 1e9},
+        "workload": {"dataset": "synthetic", "prompt": {"fixed": 64}, "output": {"fixed": 2},
+                     "arrival": {"type": "closed_loop", "concurrency": 3}},
+        "acceptance": {"alpha": 0.5},
+        "simulation": {"duration_s": 5, "max_requests": 3},
+    })
+    one = prefill_ms(1, 64)
+    ttfts = sorted(res.requests.column("ttft_ms").to_pylist())
+    assert ttfts == pytest.approx([one, 2 * one, 3 * one], rel=1e-3)
+
+
 def test_committed_profiles_load():
     root = Path(__file__).resolve().parents[1] / "profiles"
     files = sorted(root.glob("*.csv"))

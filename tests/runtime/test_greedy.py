@@ -68,6 +68,36 @@ def test_dynamic_window_and_stats(tiny, runners):
     # every round emits accepted + 1 tokens; the prefill emits the first
     assert stats.output_tokens == 1 + stats.accepted + stats.rounds
     assert stats.ttft_s > 0 and stats.tpot_s > 0
+    # where the time went: the verifier's share and the link's, for the open and the rounds
+    rec = stats.as_dict()
+    assert 0 < rec["open_server_ms"] and 0 < rec["open_link_ms"]
+    assert rec["open_server_ms"] + rec["open_link_ms"] <= rec["ttft_ms"]
+    assert 0 < rec["round_server_ms"] and 0 < rec["round_link_ms"]
+
+
+def test_link_timings_separate_the_emulated_delay(tiny, runners):
+    """The edge's link time is the round trip minus the verifier's time, so an emulated
+    20 ms RTT shows up there and not in the verifier's share."""
+    tok, _, _ = tiny
+    tr, dr = runners
+    from dsd.runtime.edge import RequestStats
+
+    async def main():
+        async with verifier_server(tr) as (_, port):
+            engine = make_edge(dr, [port], gamma=3, emulate_rtt_s=0.020)
+            await engine.start()
+            ids = tok("where did the time go").input_ids
+            import time
+
+            stats = RequestStats("r1", time.perf_counter(), len(ids))
+            await collect(engine, ids, max_tokens=12, stats=stats)
+            await engine.close()
+            return stats.as_dict()
+
+    rec = asyncio.run(main())
+    for key in ("open_link_ms", "round_link_ms"):
+        assert 20.0 <= rec[key] < 20.0 + 50.0, key
+    assert rec["ttft_ms"] >= rec["open_link_ms"] + rec["open_server_ms"]
 
 
 def test_fused_and_cloud_only_modes_match(tiny, runners):
@@ -115,3 +145,44 @@ def test_eos_stops_generation(tiny, runners):
 
     out, reason = asyncio.run(main())
     assert out == ref[: ref.index(stop_tok)] and reason == "stop"
+
+
+def test_first_token_leaves_when_its_own_prefill_ends(tiny, runners):
+    """Two sessions opened together share one step; the first gets its first token while
+    the second's prefill is still running (blocked here until released)."""
+    import threading
+
+    from dsd.policies import BATCHERS
+    from dsd.runtime.scheduler import VerifierCore
+    from dsd.runtime.speculative import SamplingParams
+
+    tok, _, _ = tiny
+    tr, _ = runners
+    core = VerifierCore(tr, BATCHERS.create("fifo", max_batch=8))
+    release = threading.Event()
+    prefill = core._prefill
+
+    def gated_prefill(sess):
+        if sess.request_id == "b":
+            assert release.wait(10), "never released"
+        return prefill(sess)
+
+    core._prefill = gated_prefill
+
+    async def main():
+        await core.start()
+        ids = tok("first come, first served").input_ids
+        a = asyncio.ensure_future(core.open("a", ids, SamplingParams()))
+        b = asyncio.ensure_future(core.open("b", ids, SamplingParams()))
+        try:
+            _, first_a = await asyncio.wait_for(a, 10)  # while b's prefill is blocked
+            assert not b.done()
+        finally:
+            release.set()
+        _, first_b = await asyncio.wait_for(b, 10)
+        await core.stop()
+        return first_a, first_b
+
+    first_a, first_b = asyncio.run(main())
+    assert first_a == first_b  # same prompt, greedy
+    assert core._last_batch == 0  # both jobs were prefills of one step, no verify ran

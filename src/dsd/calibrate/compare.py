@@ -12,12 +12,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dsd.calibrate.realrun import RealConfig
+from dsd.errors import DsdError
 
 
 def scenario(cfg: RealConfig, draft: str, target: str, profile: str,
              acceptance: Mapping[str, Any], network_overhead_ms: float,
-             catalogs: Iterable[str] = (), max_batch: int = 8, seed: int = 0) -> dict[str, Any]:
-    """A simulator config with the same models, window, load, link and batcher."""
+             catalogs: Iterable[str] = (), max_batch: int = 8, seed: int = 0,
+             setup_ms: float = 0.0,
+             replay: list[list[list[int]]] | None = None) -> dict[str, Any]:
+    """A simulator config with the same models, window, load, link and batcher; `replay`
+    gives each session the measured per-round acceptance of the request it stands for."""
     latency = {"type": "table", "path": str(profile)}
     return {
         "name": f"sim-vs-real-{cfg.label}",
@@ -32,17 +36,30 @@ def scenario(cfg: RealConfig, draft: str, target: str, profile: str,
         # The edge measures the gRPC + event-loop cost of a round trip on top of the
         # emulated delay; it is part of the link the simulator must model.
         "network": {"rtt_ms": cfg.rtt_ms + network_overhead_ms, "jitter_ms": 0.0,
-                    "bandwidth_mbps": 100000.0},
+                    "bandwidth_mbps": 100000.0, "setup_ms": setup_ms},
         "workload": {"dataset": "synthetic", "prompt": {"fixed": cfg.prompt_tokens},
                      "output": {"fixed": cfg.output_tokens},
                      "arrival": {"type": "closed_loop", "concurrency": cfg.concurrency,
                                  "think_time_s": 0.0}},
-        "acceptance": {"table": [dict(acceptance)]},
+        "acceptance": {"table": [dict(acceptance)],
+                       **({"replay": replay} if replay is not None else {})},
         "policies": {"router": "jsq",
                      "batcher": {"name": "fifo", "max_batch": max_batch, "max_wait_ms": 0.0},
                      "window": {"name": "static", "gamma": cfg.gamma}},
         "simulation": {"duration_s": 1e6, "max_requests": cfg.requests, "drain": True},
     }
+
+
+def link_costs(record: Mapping[str, Any]) -> tuple[float, float]:
+    """(link time of a round, session set-up) in ms for one measured request. The link is
+    a round trip minus the verifier's own time; the set-up is what the first token cost
+    beyond one such round trip and the verifier's prefill: stream opening plus the edge's
+    own work before sending and after receiving."""
+    if "round_link_ms" not in record or "open_server_ms" not in record:
+        raise DsdError(f"request {record.get('request_id', '?')}: no link timings "
+                       "(round_link_ms, open_server_ms); measure again with this dsd")
+    link = record["round_link_ms"]
+    return link, max(0.0, record["ttft_ms"] - record["open_server_ms"] - link)
 
 
 def metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:

@@ -137,14 +137,23 @@ class Profiler:
 
         return self._time(run, lambda: None)
 
-    def step(self, kvs: list[Any], context: int, query: int) -> list[float]:
-        """One decode/verify step over the given caches (each holding `context` tokens)."""
-        items = [(kv, self._ids(query)) for kv in kvs]
-
+    def step(self, kvs: list[Any], context: int, query: int, burst: int = 1) -> list[float]:
+        """One decode/verify step over the given caches (each holding `context` tokens).
+        `burst` > 1 (one sequence, one token): that many decode steps back to back, as a
+        draft model drafts its window, timed per step."""
         def reset() -> None:
             for kv in kvs:
                 kv.crop(context)
 
+        if burst > 1 and len(kvs) == 1 and query == 1:
+            kv, ids = kvs[0], self._ids(burst)
+
+            def run() -> None:
+                for tok in ids:
+                    self.runner.forward(kv, [tok], keep=1)
+
+            return [ms / burst for ms in self._time(run, reset)]
+        items = [(kv, self._ids(query)) for kv in kvs]
         return self._time(lambda: self.runner.forward_batch(items), reset)
 
     def caches(self, batch: int, context: int) -> list[Any]:
@@ -161,8 +170,11 @@ class GridSession:
     """Round-robin passes over a set of points; samples accumulate across passes, so a
     caller can spread passes over time (sim-vs-real interleaves them with its runs)."""
 
-    def __init__(self, runner: Any, name: str, points: Iterable[tuple[str, int, int, int]]):
+    def __init__(self, runner: Any, name: str, points: Iterable[tuple[str, int, int, int]],
+                 decode_burst: int = 1):
         self.name = name
+        # A draft model's decode steps come in bursts (its window): time them that way.
+        self.decode_burst = decode_burst
         self.prof = Profiler(runner, warmup=0, repeats=1)
         self.points = list(points)
         limit = runner.max_context
@@ -184,7 +196,8 @@ class GridSession:
         for point in self.points:
             op, b, c, q = point
             took = (self.prof.prefill(b, q) if op == "prefill"
-                    else self.prof.step(self.caches[c][:b], c, q))
+                    else self.prof.step(self.caches[c][:b], c, q,
+                                        self.decode_burst if op == "decode" else 1))
             if keep:
                 self.samples[point] += took
 

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="simulations run in parallel (dsd.sweep executor or a process pool)")
     p.add_argument("--executor", default="local", help="dsd.sweep executor name (local, ray)")
     p.add_argument("--address", default=None, help="executor address (e.g. a Ray cluster)")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse the measurements an earlier run left in --out (sim-vs-real: "
+                        "re-simulate without running the runtime again)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(handler=run)
 
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     executor = get_executor(args.workers, args.executor, args.address)
     try:
         run_experiment(args.name, quick=args.quick, out=args.out, executor=executor,
-                       seed=args.seed)
+                       seed=args.seed, reuse=args.reuse)
     finally:
         close = getattr(executor, "close", None)
         if close:  # dsd.sweep executors hold a worker pool

@@ -79,6 +79,9 @@ class NetworkSpec(Strict):
     retransmit_ms: float = Field(default=200.0, ge=0)  # delay added per lost transmission
     bytes_per_token: int = Field(default=4, ge=0)  # payload per token id (ids + draft prob)
     header_bytes: int = Field(default=64, ge=0)
+    # One-time cost of opening a session (a new stream or connection), paid by the prompt's
+    # message on top of its one-way delay. `dsd experiment sim-vs-real` measures it.
+    setup_ms: float = Field(default=0.0, ge=0)
 
     @field_validator("rtt_ms")
     @classmethod
@@ -138,13 +141,16 @@ class ConfidenceSpec(Strict):
 class AcceptanceSpec(Strict):
     """Constant `alpha`, or per-position `alphas`; `spread` varies it across sessions;
     `table` entries override it per (draft, target, dataset), then the fitted files in
-    `path` (written by `dsd calibrate acceptance`). Default: per-dataset alpha."""
+    `path` (written by `dsd calibrate acceptance`). Default: per-dataset alpha. `replay`
+    (a JSON-lines file of request records with `rounds_log`, or the logs inline) makes the
+    n-th session accept what the n-th measured request accepted, round by round."""
 
     alpha: float | None = Field(default=None, ge=0, le=1)
     alphas: list[float] | None = None
     spread: float = Field(default=0.0, ge=0)
     table: list[dict[str, Any]] = []
     path: str | list[str] | None = None
+    replay: str | list[list[list[int]]] | None = None
     confidence: ConfidenceSpec = Field(default_factory=lambda: ConfidenceSpec())
 
 

@@ -48,6 +48,9 @@ class ExperimentContext:
     out: Path
     executor: Executor = field(default_factory=InProcessExecutor)
     seed: int = 0
+    # Reuse measurements an earlier run left in `out` (experiments that measure real
+    # hardware re-simulate without measuring again).
+    reuse: bool = False
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         """Run `fn` over `items` on the executor; `fn` must be a picklable top-level
@@ -106,7 +109,7 @@ def load_builtin() -> None:
 
 def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = None,
                    executor: Executor | None = None, seed: int = 0,
-                   echo: bool = True) -> ExperimentResult:
+                   echo: bool = True, reuse: bool = False) -> ExperimentResult:
     """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots."""
     load_builtin()
     if name not in EXPERIMENTS:
@@ -114,7 +117,7 @@ def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = N
         raise DsdError(f"unknown experiment {name!r} (known: {known})")
     out_dir = Path(out or f"runs/experiment-{name}{'-quick' if quick else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed)
+    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse)
     started = time.perf_counter()
     result = EXPERIMENTS[name].fn(ctx)
     wall = time.perf_counter() - started

@@ -23,18 +23,22 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from dataclasses import asdict
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 from dsd.calibrate.grid import ProfileGrid
 from dsd.calibrate.realrun import PairSpec, RealConfig
+from dsd.errors import DsdError
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 
 QWEN = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 # TPOT and throughput average over many steps, preemptions by other processes included, so
 # the profile's mean (not its median) is the step cost the runs actually paid.
 STAT = "median"
+# What the measurement leaves in the output folder; `--reuse` re-simulates from these.
+MEASURED, PROFILE, RECORDS = "measured.json", "profile.csv", "requests_real.jsonl"
 
 
 def _plan(quick: bool, qwen: bool) -> dict[str, Any]:
@@ -85,8 +89,9 @@ def _grids(plan: dict[str, Any]) -> tuple[ProfileGrid, ProfileGrid]:
     """Profile grids that cover every step the configurations make (no extrapolation)."""
     longest = plan["prompt"] + plan["output"] + max(plan["gammas"]) + 1
     # 512 also covers the simulator's routing estimate (one verify at context 512).
-    contexts = tuple(sorted({c for c in (16, 32, 64, 128, 256) if c < longest}
-                            | {1 << (longest - 1).bit_length(), 512}))
+    # Every step after the prefill sees at least the prompt in its cache.
+    contexts = tuple(sorted({c for c in (16, 32, 64, 128, 256) if plan["prompt"] <= c < longest}
+                            | {plan["prompt"], 1 << (longest - 1).bit_length(), 512}))
     prompts = tuple(sorted({8, 16, plan["prompt"], 2 * plan["prompt"]}))
     batches = tuple(sorted({1, *plan["concurrency"]}))
     target = ProfileGrid(batches, contexts, tuple(plan["gammas"]), prompts)
@@ -96,12 +101,21 @@ def _grids(plan: dict[str, Any]) -> tuple[ProfileGrid, ProfileGrid]:
 
 @register_experiment("sim-vs-real", "simulator vs real runtime: TTFT/TPOT/throughput error")
 def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
-    from dsd.acceptance.fitted import load_fitted, write_fitted
-    from dsd.calibrate.acceptance import fit_acceptance
-    from dsd.calibrate.compare import ape, metrics, scenario, simulate_config
+    if ctx.reuse:
+        if not (ctx.out / MEASURED).is_file():
+            raise DsdError(f"--reuse: {ctx.out} holds no {MEASURED} from an earlier run")
+    else:
+        _measure(ctx)
+    return _compare(ctx.out, ctx.seed)
+
+
+def _measure(ctx: ExperimentContext) -> None:
+    """Steps 1-3: run the real runtime over every configuration, profiling both models in
+    between; leaves profile.csv, requests_real.jsonl and measured.json in ctx.out."""
     from dsd.calibrate.profile import environment
     from dsd.calibrate.realrun import RealHarness
     from dsd.perf.table import write_profile
+    from dsd.sweep.progress import SweepProgress
 
     pair, catalogs = _pair(ctx)
     qwen = pair.draft_name == QWEN[0]
@@ -110,50 +124,84 @@ def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
     configs = [RealConfig(rtt, g, c, plan["requests"], plan["prompt"], plan["output"])
                for rtt, g, c in product(plan["rtts"], plan["gammas"], plan["concurrency"])]
 
-    # Profiling passes are spread between the runs (a few passes after each configuration,
-    # after some up front), so the profile sees the same background load as the runs.
-    passes_between = 1 if qwen else 4
+    # Profiling passes are spread between the runs (after some up front), so the profile
+    # sees the same background load as the runs. A Qwen pass takes about a minute.
+    every, passes = (3, 1) if qwen else (1, 4)
     records: list[dict[str, Any]] = []
-    real: dict[str, dict[str, float]] = {}
-    overheads: dict[str, float] = {}
-    with RealHarness(pair, grid_target, grid_draft, warmup=1 if qwen else 2) as harness:
+    bar = SweepProgress(len(configs), description="runtime configurations")
+    with RealHarness(pair, grid_target, grid_draft, warmup=1 if qwen else 2,
+                     draft_gammas=tuple(plan["gammas"])) as harness:
         harness.start(passes=2 if qwen else 3)
         meta = environment("cpu")
-        for cfg in configs:
-            recs, overhead = harness.run(cfg, seed=ctx.seed)
-            harness.profile(passes_between)
-            records += recs
-            overheads[cfg.label] = overhead
-            real[cfg.label] = metrics(recs)
-            real[cfg.label]["acceptance"] = (sum(r["accepted_tokens"] for r in recs)
-                                             / max(1, sum(r["drafted_tokens"] for r in recs)))
+        for i, cfg in enumerate(configs):
+            records += harness.run(cfg, seed=ctx.seed)
+            if (i + 1) % every == 0 or i + 1 == len(configs):
+                harness.profile(passes)
+            bar.advance(True)
+        bar.close()
         meta.update(threads="1", statistic=STAT, warmup=str(harness.warmup), dtype="float32",
                     cpus=f"edge {harness.edge_cpus}, verifier {harness.verifier_cpus}",
                     note="edge and verifier pinned to one CPU each; passes interleaved "
-                         "with the runtime runs")
+                         "with the runtime runs; draft decode timed per step in bursts of "
+                         f"{harness.decode_burst}")
         meta[f"model.{pair.draft_name}"] = pair.draft_dir
         meta[f"model.{pair.target_name}"] = pair.target_dir
-        profile = write_profile(ctx.out / "profile.csv", harness.profile_rows(STAT), meta)
-    with (ctx.out / "requests_real.jsonl").open("w") as fh:
+        write_profile(ctx.out / PROFILE, harness.profile_rows(STAT), meta)
+    with (ctx.out / RECORDS).open("w") as fh:
         for r in records:
             fh.write(json.dumps(r) + "\n")
+    (ctx.out / MEASURED).write_text(json.dumps({
+        # catalog files the experiment wrote live beside this file: store them relative
+        "draft": pair.draft_name, "target": pair.target_name,
+        "catalogs": [os.path.relpath(c, ctx.out) for c in catalogs],
+        "configs": [asdict(c) for c in configs], "loadavg_1m": meta.get("loadavg_1m"),
+    }, indent=2) + "\n")
 
-    fit = fit_acceptance(records, pair.draft_name, pair.target_name, "synthetic")
-    acc_path = write_fitted(ctx.out / "acceptance.yaml", fit)
-    acceptance = load_fitted(acc_path)
-    overhead_ms = statistics.median(overheads.values()) * 1000.0
+
+def _compare(out: Path, seed: int) -> ExperimentResult:
+    """Steps 4-6: fit acceptance and the link from the measured records, simulate every
+    configuration on the measured profile, and compare."""
+    from dsd.acceptance.fitted import load_fitted, write_fitted
+    from dsd.calibrate.acceptance import fit_acceptance
+    from dsd.calibrate.compare import ape, link_costs, metrics, scenario, simulate_config
+
+    try:
+        measured = json.loads((out / MEASURED).read_text())
+        records = [json.loads(line) for line in (out / RECORDS).read_text().splitlines()
+                   if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise DsdError(f"{out}: no usable measurements to reuse ({exc})") from None
+    draft, target = measured["draft"], measured["target"]
+    configs = [RealConfig(**c) for c in measured["configs"]]
+    fit = fit_acceptance(records, draft, target, "synthetic")
+    acceptance = load_fitted(write_fitted(out / "acceptance.yaml", fit))
+    by_config = {cfg.label: [r for r in records if r["config"] == cfg.label] for cfg in configs}
+    # The session set-up (what the first token cost beyond a round's link time and the
+    # verifier's prefill) is a property of the edge and the link, not of a configuration:
+    # one value from every request.
+    setup_ms = statistics.median(link_costs(r)[1] for r in records)
 
     out_rows = []
     for cfg in configs:
+        recs = by_config[cfg.label]
         # The link as the edge measured it in this configuration (round trip minus the
         # verifier's own time): the emulated delay plus gRPC, event-loop and timer costs.
-        link_ms = overheads[cfg.label] * 1000.0
-        sim = simulate_config(scenario(cfg, pair.draft_name, pair.target_name, str(profile),
-                                       acceptance, link_ms, catalogs, seed=ctx.seed))
-        r = real[cfg.label]
+        link_ms = max(0.0, statistics.median(link_costs(r)[0] for r in recs) - cfg.rtt_ms)
+        # Replayed: each simulated request accepts, round by round, what the measured
+        # request it stands for accepted (issue order), which leaves the latency model to be
+        # judged; fitted: acceptance sampled from the fit, the fully predictive variant.
+        logs = [x["rounds_log"] for x in sorted(recs, key=_issue_order)]
+        sims = {name: simulate_config(scenario(
+            cfg, draft, target, str(out / PROFILE), acceptance, link_ms,
+            [str(out / c) for c in measured["catalogs"]], setup_ms=setup_ms, seed=seed,
+            replay=replay)) for name, replay in (("replay", logs), ("fitted", None))}
+        sim = sims["replay"]
+        r = metrics(recs)
+        drafted = sum(x["drafted_tokens"] for x in recs)
         out_rows.append({
             "config": cfg.label, "rtt_ms": cfg.rtt_ms, "gamma": cfg.gamma,
-            "concurrency": cfg.concurrency, "acceptance": round(r["acceptance"], 3),
+            "concurrency": cfg.concurrency,
+            "acceptance": round(sum(x["accepted_tokens"] for x in recs) / max(1, drafted), 3),
             "link_overhead_ms": round(link_ms, 3),
             "real_ttft_ms": r["ttft_ms"], "sim_ttft_ms": sim["ttft_ms"],
             "err_ttft": ape(sim["ttft_ms"], r["ttft_ms"]),
@@ -161,11 +209,15 @@ def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
             "err_tpot": ape(sim["tpot_ms"], r["tpot_ms"]),
             "real_tput": r["throughput"], "sim_tput": sim["throughput"],
             "err_throughput": ape(sim["throughput"], r["throughput"]),
+            **{f"err_{m}_fitted": ape(sims["fitted"][k], r[k])
+               for m, k in (("ttft", "ttft_ms"), ("tpot", "tpot_ms"),
+                            ("throughput", "throughput"))},
         })
 
     def mean_of(key: str) -> float:
         return statistics.fmean(row[key] for row in out_rows)
 
+    overhead_ms = statistics.median(row["link_overhead_ms"] for row in out_rows)
     summary = {
         "mape_ttft": mean_of("err_ttft"),
         "mape_tpot": mean_of("err_tpot"),
@@ -176,21 +228,31 @@ def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
         # The same errors over configurations with an emulated RTT of 10 ms or more, where
         # millisecond scheduler noise matters less than on the bare loopback.
         **_mape_where(out_rows, lambda row: row["rtt_ms"] >= 10, "_rtt10plus"),
+        # With acceptance sampled from the fitted model instead of replayed per request.
+        **{f"mape_{m}_fitted": mean_of(f"err_{m}_fitted")
+           for m in ("ttft", "tpot", "throughput")},
         "configurations": len(out_rows),
-        "requests_per_config": plan["requests"],
-        "draft": pair.draft_name, "target": pair.target_name,
-        "prompt_tokens": plan["prompt"], "output_tokens": plan["output"],
+        "requests_per_config": configs[0].requests,
+        "draft": draft, "target": target,
+        "prompt_tokens": configs[0].prompt_tokens, "output_tokens": configs[0].output_tokens,
         "network_overhead_ms_median": round(overhead_ms, 3),
+        "session_setup_ms": round(setup_ms, 3),
         "fitted_alphas": fit["alphas"], "fitted_spread": fit["spread"],
-        "loadavg_1m": meta.get("loadavg_1m"),
+        "loadavg_1m": measured.get("loadavg_1m"),
     }
-    plots = _parity_plot(out_rows, ctx.out / "parity.png")
-    notes = [f"profile {profile.name}, acceptance {acc_path.name} (alpha mean "
+    plots = _parity_plot(out_rows, out / "parity.png")
+    notes = [f"profile {PROFILE}, acceptance acceptance.yaml (alpha mean "
              f"{fit['acceptance_rate']:.3f}), measured link overhead {overhead_ms:.2f} ms "
-             "(median) on top of the emulated RTT"]
+             f"(median) on top of the emulated RTT, session set-up {setup_ms:.2f} ms"]
     cols = ["config", "acceptance", "real_ttft_ms", "sim_ttft_ms", "err_ttft", "real_tpot_ms",
             "sim_tpot_ms", "err_tpot", "real_tput", "sim_tput", "err_throughput"]
     return ExperimentResult(out_rows, summary, plots, cols, notes)
+
+
+def _issue_order(record: dict[str, Any]) -> tuple[int, str]:
+    """Requests in the order the closed loop issued them (ids r0, r1, ...)."""
+    rid = str(record.get("request_id", ""))
+    return (int(rid[1:]), rid) if rid[1:].isdigit() else (1 << 30, rid)
 
 
 def _mape_where(rows: list[dict[str, Any]], keep: Any, suffix: str) -> dict[str, float]:
@@ -208,9 +270,11 @@ def _parity_plot(rows: list[dict[str, Any]], path: Path) -> list[Path]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return []
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig.subplots_adjust(wspace=0.4)  # room for each panel's y label
     for ax, (key, label) in zip(axes, (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)"),
                                        ("tput", "throughput (tokens/s)")), strict=True):
         xs = [row[f"real_{key}"] for row in rows]
@@ -221,6 +285,8 @@ def _parity_plot(rows: list[dict[str, Any]], path: Path) -> list[Path]:
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set_xscale("log")  # RTT 0 and RTT 60 differ by 10x: log axes show both
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # minor log labels collide over short ranges
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_xlabel(f"measured {label}")

@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -112,8 +113,11 @@ class LocalSession:
         self.ep = ep
         self.key: int | None = None
 
-    async def open(self, prompt_ids, params, max_new_tokens, fingerprint) -> Reply:
+    async def open(self, prompt_ids, params, max_new_tokens, fingerprint,
+                   on_sent: Callable[[], None] | None = None) -> Reply:
         t0 = time.perf_counter()
+        if on_sent is not None:  # nothing to send: the core has the prompt at once
+            on_sent()
         try:
             self.key, first = await self.ep.core.open("local", list(prompt_ids), params)
         except CapacityError as exc:
@@ -214,13 +218,16 @@ class RemoteSession:
         self.round_timeout_s = round_timeout_s
         self.call = ep.stub.session(timeout=deadline_s, metadata=ep.metadata)
 
-    async def _exchange(self, msg: pb.EdgeMessage) -> tuple[pb.VerifierMessage, float]:
+    async def _exchange(self, msg: pb.EdgeMessage, on_sent: Callable[[], None] | None = None
+                        ) -> tuple[pb.VerifierMessage, float]:
         t0 = time.perf_counter()
         try:
             await self.ep.delay()
             # One deadline for the exchange; asyncio.timeout wraps no extra task per await.
             async with asyncio.timeout(self.round_timeout_s):
                 await self.call.write(msg)
+                if on_sent is not None:
+                    on_sent()
                 reply = await self.call.read()
             await self.ep.delay()
         except TimeoutError:
@@ -239,7 +246,11 @@ class RemoteSession:
             raise VerifierFailure(f"verifier {self.ep.name} closed the session")
         return reply, time.perf_counter() - t0
 
-    async def open(self, prompt_ids, params: SamplingParams, max_new_tokens, fingerprint) -> Reply:
+    async def open(self, prompt_ids, params: SamplingParams, max_new_tokens, fingerprint,
+                   on_sent: Callable[[], None] | None = None) -> Reply:
+        """Open the session: send the prompt, return the target's first token. `on_sent` is
+        called once the prompt is on the wire (the edge starts its draft prefill then, so
+        that on a CPU shared by both the prompt leaves first)."""
         sp = pb.SamplingParams(temperature=params.temperature, top_p=params.top_p,
                                top_k=params.top_k, has_seed=params.seed is not None,
                                seed=(params.seed or 0) & 0xFFFF_FFFF_FFFF_FFFF)
@@ -247,7 +258,7 @@ class RemoteSession:
             protocol_version=protocol.PROTOCOL_VERSION, request_id=self.request_id,
             prompt_ids=list(prompt_ids), sampling=sp, max_new_tokens=max_new_tokens,
             tokenizer_fingerprint=fingerprint))
-        reply, elapsed = await self._exchange(msg)
+        reply, elapsed = await self._exchange(msg, on_sent)
         o = reply.opened
         load = _load(o.load)
         rtt = max(0.0, elapsed - o.server_time_s)

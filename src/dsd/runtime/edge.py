@@ -54,6 +54,12 @@ class RequestStats:
     accepted_history: list[int] = field(default_factory=list)  # per round, like gamma_history
     accepted_per_pos: list[int] = field(default_factory=list)
     finish_reason: str | None = None
+    # Where the time went, as the edge measured it: the open's link time (round trip minus
+    # the verifier's own time) and the verifier's time, and the same summed over rounds.
+    open_link_s: float = 0.0
+    open_server_s: float = 0.0
+    link_s: float = 0.0
+    server_s: float = 0.0
 
     @property
     def ttft_s(self) -> float:
@@ -80,6 +86,9 @@ class RequestStats:
             "retries": self.retries, "gamma_history": list(self.gamma_history),
             "accepted_history": list(self.accepted_history),
             "accepted_per_pos": list(self.accepted_per_pos), "finish_reason": self.finish_reason,
+            "open_link_ms": self.open_link_s * 1e3, "open_server_ms": self.open_server_s * 1e3,
+            "round_link_ms": self.link_s * 1e3 / max(1, self.rounds),
+            "round_server_ms": self.server_s * 1e3 / max(1, self.rounds),
         }
 
 
@@ -245,8 +254,16 @@ class EdgeEngine:
         features = SessionFeatures()  # the same window features the simulator computes
         excluded: set[int] = set()
         draft_task = None
-        if draft is not None:
-            draft_task = asyncio.ensure_future(self._run(draft.prefill, n_prompt))
+        draft_started = draft is None
+
+        def start_draft_prefill() -> None:
+            # Once the prompt is on the wire: on an edge whose CPU also runs the network
+            # stack, the verifier's prefill (the first token) must not wait for the draft's.
+            nonlocal draft_task, draft_started
+            if not draft_started:
+                draft_started = True
+                draft_task = asyncio.ensure_future(self._run(draft.prefill, n_prompt))
+
         try:
             while True:
                 out_len = len(committed) - n_prompt
@@ -263,7 +280,8 @@ class EdgeEngine:
                 ep.active += 1
                 try:
                     reply = await sess.open(committed, params, max_tokens - out_len,
-                                            self.fingerprint)
+                                            self.fingerprint, on_sent=start_draft_prefill)
+                    stats.open_link_s, stats.open_server_s = reply.rtt_s, reply.server_time_s
                     done = self._commit(stats, committed, n_prompt, [reply.token], eos,
                                         max_tokens)
                     # The target's first token goes out at once; drafting waits for the
@@ -271,6 +289,7 @@ class EdgeEngine:
                     yield committed[n_prompt + out_len:n_prompt + stats.output_tokens]
                     if done:
                         return
+                    start_draft_prefill()  # in case the endpoint never reported the send
                     if draft_task is not None:
                         await draft_task
                         draft_task = None
@@ -304,7 +323,7 @@ class EdgeEngine:
                         if draft is not None:
                             draft.rollback(base, a)
                         elapsed = time.perf_counter() - t0
-                        self._record_round(stats, gamma, a, elapsed, reply.rtt_s)
+                        self._record_round(stats, gamma, a, elapsed, reply)
                         features.observe(gamma, a, elapsed, reply.rtt_s)
                         if gamma:
                             controller.observe(RoundResult(gamma, a, elapsed, reply.rtt_s))
@@ -353,8 +372,11 @@ class EdgeEngine:
                 return True
         return False
 
-    def _record_round(self, stats, gamma, accepted, elapsed, rtt) -> None:
+    def _record_round(self, stats, gamma, accepted, elapsed, reply) -> None:
+        rtt = reply.rtt_s
         stats.rounds += 1
+        stats.link_s += rtt
+        stats.server_s += reply.server_time_s
         stats.drafted += gamma
         stats.accepted += accepted
         stats.gamma_history.append(gamma)

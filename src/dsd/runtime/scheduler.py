@@ -41,6 +41,16 @@ class CapacityError(RuntimeError):
     """The verifier has no room for another session."""
 
 
+def _settle(future: asyncio.Future, result: object) -> None:
+    """Resolve a job's future with its result (or exception) unless already resolved."""
+    if future.done():
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
 class SessionClosed(RuntimeError):
     """The session was closed while a job was pending."""
 
@@ -222,7 +232,7 @@ class VerifierCore:
                 self._queue.remove(job)
             self.metrics.queue_depth.set(len(self._queue))
             try:
-                results = await loop.run_in_executor(self._pool, self._execute, batch, now)
+                results = await loop.run_in_executor(self._pool, self._execute, batch, now, loop)
             except Exception as exc:  # a model failure fails the step's jobs, not the server
                 log.exception("target step failed")
                 for job in batch:
@@ -230,14 +240,9 @@ class VerifierCore:
                         job.future.set_exception(exc)
                 continue
             for job, result in zip(batch, results, strict=False):
-                if job.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
+                _settle(job.future, result)
 
-    def _execute(self, batch: list[Job], now: float) -> list:
+    def _execute(self, batch: list[Job], now: float, loop: asyncio.AbstractEventLoop) -> list:
         """Runs in the target thread: prefills, then one batched verify forward."""
         results: dict[int, object] = {}
         verifies = [j for j in batch if j.kind == "verify" and not j.session.closed]
@@ -250,6 +255,9 @@ class VerifierCore:
                 t0 = time.perf_counter()
                 results[id(job)] = self._prefill(job.session)
                 self.metrics.forward_time.labels(kind="prefill").observe(time.perf_counter() - t0)
+                # The first token goes out now, not after the step's other prefills and
+                # verifies: sessions opened together get their first tokens one prefill apart.
+                loop.call_soon_threadsafe(_settle, job.future, results[id(job)])
                 self.metrics.prefill_tokens.inc(job.query_tokens)
         if verifies:
             self._last_batch = len(verifies)

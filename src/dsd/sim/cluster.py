@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsd.acceptance import AcceptanceModel, fitted_table, resolve_acceptance
+from dsd.acceptance.replay import ReplayAcceptance, load_round_logs
 from dsd.catalog import load_catalog
 from dsd.config import ScenarioConfig
 from dsd.errors import ConfigError
@@ -40,7 +41,7 @@ class Cluster:
     devices: list[DraftDevice]
     servers: list[TargetServer]
     network: Network
-    acceptance: dict[tuple[int, int], AcceptanceModel]
+    acceptance: dict[tuple[int, int], AcceptanceModel | ReplayAcceptance]
     router: Router
     window_factory: WindowFactory
     arrivals: Any
@@ -96,17 +97,21 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
     rtt = [uniform(low, high) / 1000.0 for _ in range(len(devices) * len(servers))]
     network = Network(rtt, len(servers), net_cfg.jitter_ms / 1000.0, net_cfg.bandwidth_mbps,
                       net_cfg.loss, net_cfg.retransmit_ms / 1000.0, net_cfg.header_bytes,
-                      net_cfg.bytes_per_token, rngs["network"])
+                      net_cfg.bytes_per_token, rngs["network"], net_cfg.setup_ms / 1000.0)
 
     dataset = config.workload.dataset
     spec = config.acceptance.model_dump(exclude_none=True)
     if "path" in spec:  # fitted files act as table entries after the inline ones
         spec["table"] = [*spec.get("table", []), *fitted_table(spec.pop("path"))]
-    acceptance = {}
+    replay = spec.pop("replay", None)
+    logs = load_round_logs(replay) if replay is not None else None
+    acceptance: dict[tuple[int, int], Any] = {}
     for d, dpool in enumerate(config.cluster.drafts):
         for t, tpool in enumerate(config.cluster.targets):
             acceptance[d, t] = resolve_acceptance(spec, catalog.model(dpool.model).name,
                                                   catalog.model(tpool.model).name, dataset)
+            if logs is not None:
+                acceptance[d, t] = ReplayAcceptance(logs, acceptance[d, t])
 
     router = ROUTERS.create(policies.router.name, seed=rngs["routing"].randrange(2**31),
                             **policies.router.params)

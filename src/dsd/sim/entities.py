@@ -126,11 +126,12 @@ class Network:
     plus Gaussian jitter (clipped at zero), plus one retransmission delay per lost send."""
 
     __slots__ = ("n_servers", "rtt", "jitter_s", "bytes_per_s", "loss", "retransmit_s",
-                 "header_bytes", "bytes_per_token", "rng")
+                 "header_bytes", "bytes_per_token", "rng", "setup_s")
 
     def __init__(self, rtt: list[float], n_servers: int, jitter_s: float, bandwidth_mbps: float,
                  loss: float, retransmit_s: float, header_bytes: int, bytes_per_token: int,
-                 rng: Any) -> None:
+                 rng: Any, setup_s: float = 0.0) -> None:
+        self.setup_s = setup_s  # extra delay of a session's first message (stream set-up)
         self.rtt = rtt  # flat [device * n_servers + server] -> RTT seconds
         self.n_servers = n_servers
         self.jitter_s = jitter_s

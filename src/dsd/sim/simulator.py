@@ -90,7 +90,7 @@ class Simulator:
             cost = dev.prefill_s(req.prompt)
             dev.busy_until = start + cost
             dev.busy_time += cost
-        up = self.net.one_way(dev.device_id, server.server_id, req.prompt)
+        up = self.net.one_way(dev.device_id, server.server_id, req.prompt) + self.net.setup_s
         self.loop.at(now + up, self._at_server, req)
 
     def _route(self, req: Request, dev: DraftDevice) -> TargetServer:
@@ -168,6 +168,8 @@ class Simulator:
                 server.queue = [r for r in queue if id(r) not in chosen]
             duration = target_batch_s(server.step, batch)
             record_interference(self.metrics, server.step, batch, duration)
+            if n > 1:
+                batch = self._release_prefills_early(server, batch, now, duration)
         else:
             return
         server.busy = True
@@ -176,6 +178,26 @@ class Simulator:
         server.batches += 1
         server.batched_jobs += len(batch)
         self.loop.at(now + duration, self._batch_done, server)
+
+    def _release_prefills_early(self, server: TargetServer, batch: list[Request], now: float,
+                                duration: float) -> list[Request]:
+        """A step runs its prefills one by one before the batched verify, and each first
+        token leaves when its own prefill ends (as the runtime's verifier does): schedule
+        those, and return the jobs that finish with the step."""
+        prefills = [r for r in batch if r.kind == PREFILL]
+        if not prefills:
+            return batch
+        done, end = now, now + duration
+        for req in prefills:
+            q = req.query_tokens
+            done += server.step.step_s(1, q, 0, q * (q + 1) // 2)
+            self.loop.at(min(done, end), self._prefill_done, (server, req))
+        return [r for r in batch if r.kind != PREFILL]
+
+    def _prefill_done(self, job: tuple[TargetServer, Request]) -> None:
+        server, req = job
+        server.queued_tokens -= req.query_tokens
+        self._prefilled(server, req)
 
     def _batch_done(self, server: TargetServer) -> None:
         batch = server.batch
