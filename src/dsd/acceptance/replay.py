@@ -46,13 +46,8 @@ class ReplaySession:
             return min(a, gamma)
         return gamma if gamma <= g else g + self.fallback.accepted(gamma - g, u)
 
-    def alpha_at(self, position: int) -> float:
-        return self.fallback.alpha_at(position)
-
-    def expected_accepted(self, gamma: int) -> float:
-        return self.fallback.expected_accepted(gamma)
-
     def expected_tokens(self, gamma: int) -> float:
+        """The fitted model's estimate (what an engine could know before the verdict)."""
         return self.fallback.expected_tokens(gamma)
 
 
@@ -63,14 +58,6 @@ class ReplayAcceptance:
         self.logs = list(logs)
         self.model = model
         self.started = 0
-
-    @property
-    def alphas(self) -> tuple[float, ...]:
-        return self.model.alphas
-
-    @property
-    def mean_alpha(self) -> float:
-        return self.model.mean_alpha
 
     def session(self, rng: random.Random) -> ReplaySession | TokenAcceptance:
         fallback = self.model.session(rng)

@@ -105,7 +105,7 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
         spec["table"] = [*spec.get("table", []), *fitted_table(spec.pop("path"))]
     replay = spec.pop("replay", None)
     logs = load_round_logs(replay) if replay is not None else None
-    acceptance: dict[tuple[int, int], Any] = {}
+    acceptance: dict[tuple[int, int], AcceptanceModel | ReplayAcceptance] = {}
     for d, dpool in enumerate(config.cluster.drafts):
         for t, tpool in enumerate(config.cluster.targets):
             acceptance[d, t] = resolve_acceptance(spec, catalog.model(dpool.model).name,

@@ -137,6 +137,8 @@ class Simulator:
         else:
             server.queue.append(req)
         server.queued_tokens += query
+        if kind == PREFILL:
+            server.prefills_pending += 1
         if not server.busy:
             self._start_batch(server)
 
@@ -168,7 +170,7 @@ class Simulator:
                 server.queue = [r for r in queue if id(r) not in chosen]
             duration = target_batch_s(server.step, batch)
             record_interference(self.metrics, server.step, batch, duration)
-            if n > 1:
+            if n > 1 and server.prefills_pending:
                 batch = self._release_prefills_early(server, batch, now, duration)
         else:
             return
@@ -221,6 +223,7 @@ class Simulator:
         now = self.loop.now
         req.generated = 1  # the target's prefill yields the first token
         server.remaining_tokens -= 1
+        server.prefills_pending -= 1
         dev = req.device
         mode = req.mode
         if mode == "distributed":
