@@ -1,5 +1,6 @@
 """The `dsd` command. Each subcommand lives in its own module exposing `register(subparsers)`;
-heavy imports (torch, ray) happen inside the handlers so `dsd --help` stays instant."""
+heavy imports (torch, ray) happen inside the handlers so `dsd --help` stays instant, and
+`dsd COMMAND ...` imports only that command's module (start-up is part of every run)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ COMMAND_MODULES = ["simulate", "trace", "sweep", "experiment", "capacity", "awc"
                    "models", "bench", "profile", "calibrate"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `only` that one when it is known."""
     parser = argparse.ArgumentParser(
         prog="dsd", description="Distributed speculative decoding: simulator, policies, runtime."
     )
     parser.add_argument("--version", action="version", version=f"dsd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in [only] if only in COMMAND_MODULES else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"dsd.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
