@@ -13,7 +13,16 @@ from dsd.errors import DsdError
 
 # Module names under dsd.cli, in the order they appear in `dsd --help`.
 COMMAND_MODULES = ["simulate", "trace", "sweep", "experiment", "capacity", "awc", "serve",
-                   "models", "bench", "profile", "calibrate"]
+                   "models", "bench", "profile", "calibrate", "report"]
+
+# Optional dependencies (pyproject.toml extras) by top-level module name.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "transformers", "tokenizers", "grpc", "google", "fastapi",
+                     "uvicorn", "httpx", "prometheus_client", "safetensors", "accelerate",
+                     "gguf"), "runtime"),
+    "pandas": "awc",
+    "ray": "ray",
+}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -46,9 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     except DsdError as exc:
         print(f"dsd {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(args.command, exc.name)
+        if hint is None:
+            raise
+        print(f"dsd {args.command}: error: {hint}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"dsd {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def missing_extra(command: str, module: str | None) -> str | None:
+    """One line naming the extra that installs a missing optional `module`, or None."""
+    root = (module or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(root)
+    if extra is None:
+        return None
+    if command == "awc" and root in ("torch", "pandas"):
+        extra = "awc"  # training needs torch and pandas, not the runtime
+    return f"this needs the '{extra}' extra (no module named {root!r}): pip install 'dsd[{extra}]'"
 
 
 if __name__ == "__main__":
