@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from dsd.errors import ConfigError
+from dsd.errors import ConfigError, DataError
 
 
 def register(sub: Any) -> None:
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         keep_text=not args.no_text,
     )
+    if n == 0:  # an empty trace would simulate nothing, silently
+        Path(args.out).unlink(missing_ok=True)
+        raise DataError(f"{args.dataset}: no prompts to trace"
+                        + (" (--limit 0)" if args.limit == 0 else "") + "; nothing written")
     prompts: list[int] = []
     outputs: list[int] = []
     last = 0.0
@@ -71,11 +76,10 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(rec.output_tokens)
         last = rec.arrival_s
     print(f"wrote {n} records to {args.out} (spanning {last:.1f} s)")
-    if n:
-        prompts.sort()
-        outputs.sort()
-        print(
-            f"prompt tokens p50 {quantile(prompts, 0.5):.0f} p90 {quantile(prompts, 0.9):.0f}; "
-            f"output tokens p50 {quantile(outputs, 0.5):.0f} p90 {quantile(outputs, 0.9):.0f}"
-        )
+    prompts.sort()
+    outputs.sort()
+    print(
+        f"prompt tokens p50 {quantile(prompts, 0.5):.0f} p90 {quantile(prompts, 0.9):.0f}; "
+        f"output tokens p50 {quantile(outputs, 0.5):.0f} p90 {quantile(outputs, 0.9):.0f}"
+    )
     return 0
