@@ -70,3 +70,19 @@ def test_a_run_that_completes_nothing_warns(capsys, tmp_path):
                  "--quiet", "--out", str(tmp_path / "r")]) == 0
     err = _error(capsys)
     assert err.startswith("dsd simulate: warning: distributed: no request completed")
+
+
+def test_the_table_fallback_warning_prints_once_in_one_line(capsys, tmp_path):
+    profile = ROOT / "profiles" / "qwen2.5-coder-0.5b-cpu.csv"
+    scenario = tmp_path / "table.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "table",
+        "cluster": {"drafts": [{"count": 2, "gpu": "cpu", "model": "qwen2.5-coder-0.5b"}],
+                    "targets": [{"count": 1, "gpu": "cpu", "model": "qwen2.5-coder-0.5b",
+                                 "latency": {"type": "table", "path": str(profile)}}]},
+        # CNN/DM prompts (~660 tokens) are past the profile's 256-token prefill grid.
+        "workload": {"dataset": "cnndm", "arrival": {"type": "poisson", "rate": 0.05}},
+        "simulation": {"duration_s": 60, "warmup_s": 2}}))
+    assert main(["simulate", str(scenario), "--quiet", "--out", str(tmp_path / "r")]) == 0
+    err = _error(capsys)
+    assert err.startswith("dsd simulate: warning: latency table ") and "outside" in err

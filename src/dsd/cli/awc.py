@@ -21,10 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--points-per-run", type=int, default=150,
                    help="decision points sampled per simulator run")
     d.add_argument("--gammas", default="1,2,3,4,5,6,8", help="candidate gammas (oracle set)")
-    d.add_argument("--workers", type=int, default=None, help="parallel workers (default 2)")
+    d.add_argument("--workers", type=int, default=None,
+                   help="parallel workers (default: all cores)")
     d.add_argument("--executor", default="local", help="sweep executor: local or ray")
     d.add_argument("--address", default=None, help="ray cluster address (with --executor ray)")
-    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--no-progress", dest="quiet", action="store_true",
+                   help=argparse.SUPPRESS)  # the old spelling of --quiet
     d.set_defaults(handler=_dataset)
 
     t = steps.add_parser("train", help="train the WC-DNN (PyTorch) and write weights")
@@ -65,7 +68,7 @@ def _dataset(args: argparse.Namespace) -> int:
     out = generate(scenarios, args.out, gammas=_gammas(args.gammas),
                    points_per_run=args.points_per_run, workers=args.workers,
                    executor=args.executor, address=args.address,
-                   progress=not args.no_progress)
+                   progress=not args.quiet)
     print(f"wrote {out}")
     return 0
 

@@ -5,8 +5,11 @@ heavy imports (torch, ray) happen inside the handlers so `dsd --help` stays inst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
+from collections.abc import Iterator
 
 from dsd import __version__
 from dsd.errors import DsdError
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with _one_line_warnings(args.command):
+            return int(args.handler(args) or 0)
     except DsdError as exc:
         print(f"dsd {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -64,6 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dsd {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """dsd's own warnings print as `dsd COMMAND: warning: ...`; others keep Python's form."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if category.__module__.startswith("dsd."):
+            print(f"dsd {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
 
 
 def missing_extra(command: str, module: str | None) -> str | None:

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dsd.config import load_config
-    from dsd.metrics.report import print_summaries
+    from dsd.progress import SimulationProgress
     from dsd.sim import simulate
 
     config = load_config(args.config, args.overrides, args.seed)
@@ -39,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
     configs = mode_configs(config, args.modes)
     results = []
     for cfg in configs:
-        results.append(simulate(cfg, out=out / cfg.mode if len(configs) > 1 else out))
+        label = f"simulate {cfg.mode}" if len(configs) > 1 else "simulate"
+        with SimulationProgress(cfg.simulation.duration_s, description=label,
+                                enabled=not args.quiet) as bar:
+            results.append(simulate(cfg, out=out / cfg.mode if len(configs) > 1 else out,
+                                    progress=bar))
     for r in results:
         if not r.summary.get("requests_completed"):
             print(f"dsd simulate: warning: {r.config.mode}: no request completed in the measured "
@@ -49,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if len(configs) > 1:
         _write_comparison(out / "comparison.csv", [r.summary for r in results])
     if not args.quiet:
+        from dsd.metrics.report import print_summaries
+
         print_summaries([r.summary for r in results], [r.config.mode for r in results],
                         title=f"dsd simulate: {config.name}")
         print(f"run folder: {out}")

@@ -75,7 +75,14 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, sweep_file: str) -> int:
-    from dsd.sweep import load_sweep, make_executor, run_points, summarize, validate_points
+    from dsd.sweep import (
+        finished_rows,
+        load_sweep,
+        make_executor,
+        run_points,
+        summarize,
+        validate_points,
+    )
 
     spec = load_sweep(sweep_file)
     points = spec.points()
@@ -87,6 +94,11 @@ def run(args: argparse.Namespace, sweep_file: str) -> int:
         print(f"sweep {spec.name}: {len(points)} points valid ({seeds} seed(s); axes: {axes}); "
               f"results would go to {out / 'results.parquet'}")
         return 0
+    skipped = len(finished_rows(points, out)) if not args.no_resume else 0
+    if skipped and not args.quiet:
+        print(f"sweep {spec.name}: resuming: {skipped} of {len(points)} points already in "
+              f"{out / 'results.parquet'} are skipped ({len(points) - skipped} to run; "
+              "--no-resume runs all)")
     started = time.perf_counter()
     with make_executor(args.executor, address=args.address, workers=args.workers) as executor:
         table = run_points(points, executor, out, progress=not args.quiet,
@@ -96,8 +108,9 @@ def run(args: argparse.Namespace, sweep_file: str) -> int:
     if not args.quiet:
         wall = time.perf_counter() - started
         print(f"sweep {spec.name}: {counts['points']} points, {counts['ok']} ok, "
-              f"{counts['error']} failed ({executor.name}, {executor.workers} workers, "
-              f"{wall:.1f} s) -> {out / 'results.parquet'}")
+              f"{counts['error']} failed" + (f", {skipped} skipped as done" if skipped else "")
+              + f" ({executor.name}, {executor.workers} workers, {wall:.1f} s) -> "
+              f"{out / 'results.parquet'}")
         _print_errors(table)
     return 1 if counts["points"] and not counts["ok"] else 0
 

@@ -51,11 +51,23 @@ class ExperimentContext:
     # Reuse measurements an earlier run left in `out` (experiments that measure real
     # hardware re-simulate without measuring again).
     reuse: bool = False
+    progress: bool = False  # a progress bar (points done, ETA) on a terminal
+    name: str = "experiment"
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         """Run `fn` over `items` on the executor; `fn` must be a picklable top-level
-        function when the executor uses other processes."""
-        return list(self.executor.map(fn, list(items)))
+        function when the executor uses other processes. Results in input order."""
+        from dsd.progress import ProgressBar
+
+        items = list(items)
+        results: dict[int, Any] = {}
+        unordered = getattr(self.executor, "imap_unordered", None)
+        stream = unordered(fn, items) if unordered else enumerate(self.executor.map(fn, items))
+        with ProgressBar(self.name, len(items), unit="points", enabled=self.progress) as bar:
+            for index, result in stream:
+                results[index] = result
+                bar.update(len(results))
+        return [results[i] for i in range(len(items))]
 
 
 @dataclass
@@ -109,15 +121,18 @@ def load_builtin() -> None:
 
 def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = None,
                    executor: Executor | None = None, seed: int = 0,
-                   echo: bool = True, reuse: bool = False) -> ExperimentResult:
-    """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots."""
+                   echo: bool = True, reuse: bool = False,
+                   progress: bool | None = None) -> ExperimentResult:
+    """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots.
+    `echo` prints the table; `progress` (default: as `echo`) draws a bar on a terminal."""
     load_builtin()
     if name not in EXPERIMENTS:
         known = ", ".join(sorted(EXPERIMENTS))
         raise DsdError(f"unknown experiment {name!r} (known: {known})")
     out_dir = Path(out or f"runs/experiment-{name}{'-quick' if quick else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse)
+    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse,
+                            echo if progress is None else progress, name)
     started = time.perf_counter()
     result = EXPERIMENTS[name].fn(ctx)
     wall = time.perf_counter() - started
