@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=80)
     t.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     t.set_defaults(handler=_train)
 
     b = steps.add_parser("bench", help="microseconds per AWC decision, per backend")
@@ -69,7 +70,8 @@ def _dataset(args: argparse.Namespace) -> int:
                    points_per_run=args.points_per_run, workers=args.workers,
                    executor=args.executor, address=args.address,
                    progress=not args.quiet)
-    print(f"wrote {out}")
+    if not args.quiet:
+        print(f"wrote {out}")
     return 0
 
 
@@ -78,7 +80,9 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(hidden=args.hidden, blocks=args.blocks, epochs=args.epochs,
                       patience=args.patience, seed=args.seed)
-    report = train(args.dataset, args.out, cfg)
+    report = train(args.dataset, args.out, cfg, log=_train_log(args.quiet))
+    if args.quiet:
+        return 0
     print(f"scenarios (train/val/test): {report.scenarios['train']}/{report.scenarios['val']}"
           f"/{report.scenarios['test']}, rows {report.rows['train']}/{report.rows['val']}"
           f"/{report.rows['test']}, best epoch {report.best_epoch} of {report.epochs_run}")
@@ -89,6 +93,20 @@ def _train(args: argparse.Namespace) -> int:
               f"{m['best_single_static_regret']:.4f})")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return 0
+
+
+def _train_log(quiet: bool):  # noqa: ANN202
+    """Training's log lines: all of them, or with --quiet only its warnings (on stderr)."""
+    import sys
+
+    if not quiet:
+        return print
+
+    def warnings_only(line: str) -> None:
+        if line.startswith("warning:"):
+            print(f"dsd awc: {line}", file=sys.stderr)
+
+    return warnings_only
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 from pathlib import Path
 
 COLUMNS = ["request_id", "device_id", "target_id", "mode", "arrival_s", "prompt_tokens",
@@ -40,6 +41,7 @@ def register(sub) -> None:
     r.add_argument("--slo-tpot-ms", type=float, default=math.inf)
     r.add_argument("--timeout-s", type=float, default=600.0)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true", help="print nothing but errors")
     r.add_argument("--out", default=None,
                    help="run folder (default runs/bench-<time>); a .parquet or .csv path "
                         "writes the table there and the records beside it (.jsonl)")
@@ -194,6 +196,11 @@ def _runtime(args) -> int:
         fh.writelines(json.dumps(r["record"]) + "\n" for r in rows)
     drafted = sum(r["drafted_tokens"] for r in rows)
     acc = sum(r["accepted_tokens"] for r in rows)
+    if args.quiet:
+        if errors:
+            print(f"dsd bench: {len(errors)} requests failed; first: {errors[0]}",
+                  file=sys.stderr)
+        return 1 if errors else 0
     print(f"{len(rows)} requests ok, {len(errors)} failed -> {table_path}, {records_path.name}")
     print(f"  TTFT p50 {statistics.median(r['ttft_ms'] for r in rows):.1f} ms, "
           f"TPOT p50 {statistics.median(r['tpot_ms'] for r in rows):.1f} ms, "

@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most this many requests")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-text", action="store_true", help="do not store prompt text in the trace")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(handler=run)
 
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).unlink(missing_ok=True)
         raise DataError(f"{args.dataset}: no prompts to trace"
                         + (" (--limit 0)" if args.limit == 0 else "") + "; nothing written")
+    if args.quiet:
+        return 0
     prompts: list[int] = []
     outputs: list[int] = []
     last = 0.0
