@@ -160,7 +160,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def print_rows(result: ExperimentResult, title: str) -> None:
+def print_rows(result: ExperimentResult, title: str, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -168,14 +168,19 @@ def print_rows(result: ExperimentResult, title: str) -> None:
     cols = list(result.table_columns or [k for k in (rows[0] if rows else {})
                                          if not isinstance(rows[0][k], (list, dict))])
     table = Table(title=title, header_style="bold")
+    formats = {c: column_format([row.get(c) for row in rows]) for c in cols}
+    cells = [[formats[c](row.get(c)) for c in cols] for row in rows]
     for c in cols:
-        table.add_column(c, justify="left" if rows and isinstance(rows[0].get(c), str)
+        # A line per word of the header, and fold rather than truncate: a narrow terminal
+        # gets taller cells, never "thro…".
+        table.add_column(c.replace("_", "\n"), overflow="fold",
+                         justify="left" if rows and isinstance(rows[0].get(c), str)
                          else "right")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
-    console = Console()
+    for r in cells:
+        table.add_row(*r)
+    console = console or Console()
     if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns
-        console = Console(width=max(160, 12 * len(cols)))
+        console = Console(file=console.file, width=max(160, 12 * len(cols)))
     console.print(table)
     for key, value in result.summary.items():
         if key in ("plots", "notes", "experiment", "quick"):
@@ -185,6 +190,24 @@ def print_rows(result: ExperimentResult, title: str) -> None:
         console.print(f"  {key}: {_cell(value) if not isinstance(value, str) else value}")
     for note in result.notes:
         console.print(f"  note: {note}")
+
+
+def column_format(values: Sequence[Any]) -> Callable[[Any], str]:
+    """One format for a column: every number with the same decimals, enough for three
+    significant digits of its smallest value (so 25.0 sits above 100.0, not 25)."""
+    numbers = [abs(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and math.isfinite(v) and v != 0]
+    if not numbers or not any(isinstance(v, float) for v in values):
+        return _cell
+    decimals = max(0, min(4, 2 - math.floor(math.log10(min(numbers)))))
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return f"{value:,.{decimals}f}"
+        return _cell(value)
+
+    return fmt
 
 
 def _cell(value: Any) -> str:
