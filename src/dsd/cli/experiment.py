@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dsd.cli.report import add_report_flag, write_after_run
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reuse the measurements an earlier run left in --out (sim-vs-real: "
                         "re-simulate without running the runtime again)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    add_report_flag(p)
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(handler=run)
 
@@ -39,10 +42,13 @@ def run(args: argparse.Namespace) -> int:
     workers = workers_arg(args.workers) if args.executor == "local" else args.workers
     executor = get_executor(workers, args.executor, args.address)
     try:
-        run_experiment(args.name, quick=args.quick, out=args.out, executor=executor,
-                       seed=args.seed, reuse=args.reuse, echo=not args.quiet)
+        result = run_experiment(args.name, quick=args.quick, out=args.out,
+                                executor=executor, seed=args.seed, reuse=args.reuse,
+                                echo=not args.quiet)
     finally:
         close = getattr(executor, "close", None)
         if close:  # dsd.sweep executors hold a worker pool
             close()
+    if args.report:
+        write_after_run(result.out, args.quiet)
     return 0

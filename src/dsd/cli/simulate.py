@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsd.cli.report import add_report_flag, write_after_run
+
 if TYPE_CHECKING:
     from dsd.config import ScenarioConfig
 
@@ -26,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated modes to compare on the same workload, e.g. "
                         "distributed,fused,cloud_only (one sub-folder each)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_report_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print_summaries([r.summary for r in results], [r.config.mode for r in results],
                         title=f"dsd simulate: {config.name}")
         print(f"run folder: {out}")
+    if args.report:
+        write_after_run(out, args.quiet)
     return 0
 
 

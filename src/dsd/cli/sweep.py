@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsd.cli.report import add_report_flag, write_after_run
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
 USAGE = """dsd sweep SWEEP.yaml [--executor local|ray] [--address ADDR] [--workers N] [--out DIR]
-                 [--no-resume] [--dry-run] [--quiet]
+                 [--no-resume] [--dry-run] [--quiet] [--report]
        dsd sweep plot RESULTS --x COLUMN --y COLUMN [--hue COLUMN] [--where COLUMN=VALUE]
                  [--out PNG]"""
 
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="expand and validate the grid, print its size, run nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_report_flag(run)
     both = p.add_argument_group("both")
     both.add_argument("--out", default=None,
                       help="sweep: results folder (default: runs/sweeps/<name>); "
@@ -112,6 +115,8 @@ def run(args: argparse.Namespace, sweep_file: str) -> int:
               + f" ({executor.name}, {executor.workers} workers, {wall:.1f} s) -> "
               f"{out / 'results.parquet'}")
         _print_errors(table)
+    if args.report:
+        write_after_run(out, args.quiet)
     return 1 if counts["points"] and not counts["ok"] else 0
 
 

@@ -87,7 +87,8 @@ def awc_experiment(ctx: ExperimentContext) -> ExperimentResult:
              "see docs/awc.md"]
     return ExperimentResult(rows, summary, plots, table_columns=(
         "case", "static4", "dynamic", "best_static", "best_gamma", "awc", "awc_vs_static4",
-        "awc_vs_best", "awc_tpot_ms", "static4_tpot_ms", "awc_mean_gamma"), notes=notes)
+        "awc_vs_best", "awc_tpot_ms", "static4_tpot_ms", "awc_mean_gamma"), notes=notes,
+        axes=("case",))
 
 
 def _row(case: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:

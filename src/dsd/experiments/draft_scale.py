@@ -64,4 +64,4 @@ def draft_scale(ctx: ExperimentContext) -> ExperimentResult:
                      panels={"TPOT mean (ms)": tpot})
     cols = ["mode", "drafts", "throughput_rps", "ttft_ms_mean", "tpot_ms_mean", "tpot_ms_p99",
             "target_utilization", "mean_batch_size", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols)
+    return ExperimentResult(rows, summary, [plot], cols, axes=("drafts", "mode"))

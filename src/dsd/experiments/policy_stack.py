@@ -95,4 +95,4 @@ def policy_stack(ctx: ExperimentContext) -> ExperimentResult:
     cols = ["dataset", "stack", "throughput_rps", "ttft_ms_mean", "ttft_ms_p50", "tpot_ms_mean",
             "tpot_ms_p50", "tpot_ms_p99", "acceptance_rate", "mean_drafted_gamma",
             "verify_interference_ms_mean", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols, notes)
+    return ExperimentResult(rows, summary, [plot], cols, notes, axes=("dataset", "stack"))

@@ -77,6 +77,10 @@ class ExperimentResult:
     plots: list[Path] = field(default_factory=list)
     table_columns: Sequence[str] | None = None  # columns printed (default: all scalars)
     notes: list[str] = field(default_factory=list)  # printed under the table, kept in summary
+    # The labels a row is a configuration of, x first (e.g. ("rtt_ms", "mode")): the HTML
+    # report draws each metric against the first, a line or bar group per the others.
+    axes: Sequence[str] = ()
+    out: Path | None = None  # the folder run_experiment wrote (set by it)
 
 
 ExperimentFn = Callable[[ExperimentContext], ExperimentResult]
@@ -137,10 +141,13 @@ def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = N
     result = EXPERIMENTS[name].fn(ctx)
     wall = time.perf_counter() - started
     summary = {"experiment": name, "quick": quick, "wall_time_s": round(wall, 2),
-               **result.summary, "plots": [p.name for p in result.plots]}
+               **result.summary, "plots": [p.name for p in result.plots],
+               "axes": list(result.axes),
+               "table_columns": list(result.table_columns or [])}
     if result.notes:
         summary["notes"] = result.notes
     result.summary = summary
+    result.out = out_dir
     write_rows(out_dir / "results.csv", result.rows)
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     if echo:
@@ -183,7 +190,7 @@ def print_rows(result: ExperimentResult, title: str, console: Any = None) -> Non
         console = Console(file=console.file, width=max(160, 12 * len(cols)))
     console.print(table)
     for key, value in result.summary.items():
-        if key in ("plots", "notes", "experiment", "quick"):
+        if key in ("plots", "notes", "experiment", "quick", "axes", "table_columns"):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={_cell(v)}" for k, v in value.items())

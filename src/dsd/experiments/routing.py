@@ -63,4 +63,4 @@ def routing(ctx: ExperimentContext) -> ExperimentResult:
                              "TTFT p99 (ms)": by_router("ttft_ms_p99")})
     cols = ["load", "router", "throughput_rps", "ttft_ms_mean", "ttft_ms_p99", "tpot_ms_mean",
             "tpot_ms_p99", "target_utilization", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols)
+    return ExperimentResult(rows, summary, [plot], cols, axes=("load", "router"))

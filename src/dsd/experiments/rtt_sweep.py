@@ -79,4 +79,4 @@ def rtt_sweep(ctx: ExperimentContext) -> ExperimentResult:
                      panels={"TPOT mean (ms)": tpot}, vline=cross)
     cols = ["mode", "rtt_ms", "throughput_rps", "ttft_ms_mean", "tpot_ms_mean", "tpot_ms_p99",
             "target_utilization", "mean_batch_size", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols)
+    return ExperimentResult(rows, summary, [plot], cols, axes=("rtt_ms", "mode"))

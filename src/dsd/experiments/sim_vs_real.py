@@ -246,7 +246,7 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
              f"(median) on top of the emulated RTT, session set-up {setup_ms:.2f} ms"]
     cols = ["config", "acceptance", "real_ttft_ms", "sim_ttft_ms", "err_ttft", "real_tpot_ms",
             "sim_tpot_ms", "err_tpot", "real_tput", "sim_tput", "err_throughput"]
-    return ExperimentResult(out_rows, summary, plots, cols, notes)
+    return ExperimentResult(out_rows, summary, plots, cols, notes, axes=("config",))
 
 
 def _issue_order(record: dict[str, Any]) -> tuple[int, str]:

@@ -110,4 +110,4 @@ def wisp_capacity(ctx: ExperimentContext) -> ExperimentResult:
     ]
     cols = ["system", "phase", "drafts", "attainment", "throughput_rps", "goodput_tps",
             "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99"]
-    return ExperimentResult(rows, summary, plots, cols)
+    return ExperimentResult(rows, summary, plots, cols, axes=("drafts", "system"))
