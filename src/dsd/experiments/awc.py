@@ -72,7 +72,8 @@ def awc_experiment(ctx: ExperimentContext) -> ExperimentResult:
     (ctx.out / "cases.json").write_text(json.dumps({"cases": table, "goals": verdict},
                                                    indent=1) + "\n")
     (ctx.out / "results.md").write_text(markdown_table(table, verdict) + "\n")
-    plots = plot_results(table, ctx.out)
+    plots = plot_results(table, ctx.out, f"{len(seeds)} seed(s) x {duration:g} s per case"
+                         + (", --quick" if ctx.quick else ""))
     rows = [_row(c, verdict["per_case"][c["case"]]) for c in table]
     per = verdict["per_case"].values()
     summary = {

@@ -54,16 +54,21 @@ class ExperimentContext:
     progress: bool = False  # a progress bar (points done, ETA) on a terminal
     name: str = "experiment"
 
+    def progress_bar(self, description: str, total: float | None = None,
+                     unit: str = "points") -> Any:
+        """A progress bar for work that is not one `map` (drawn when `progress` is on)."""
+        from dsd.progress import ProgressBar
+
+        return ProgressBar(description, total, unit=unit, enabled=self.progress)
+
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         """Run `fn` over `items` on the executor; `fn` must be a picklable top-level
         function when the executor uses other processes. Results in input order."""
-        from dsd.progress import ProgressBar
-
         items = list(items)
         results: dict[int, Any] = {}
         unordered = getattr(self.executor, "imap_unordered", None)
         stream = unordered(fn, items) if unordered else enumerate(self.executor.map(fn, items))
-        with ProgressBar(self.name, len(items), unit="points", enabled=self.progress) as bar:
+        with self.progress_bar(self.name, len(items)) as bar:
             for index, result in stream:
                 results[index] = result
                 bar.update(len(results))

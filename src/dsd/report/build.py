@@ -61,7 +61,8 @@ def _simulations(page: Page, run: RunFolder) -> None:
     page.section("Speculation")
     page.chart(charts.acceptance_by_position(
         {r.name: r.summary.get("acceptance_by_position") for r in runs}),
-        missing="No speculation rounds (cloud-only decoding drafts nothing).")
+        missing="No acceptance by draft position: the run has no speculation rounds "
+                "(cloud-only decoding drafts nothing).")
     has_series = any(r.timeseries is not None for r in runs)
     if has_series:
         page.chart(charts.timeseries("gamma", {r.name: r.timeseries for r in runs}),

@@ -98,11 +98,15 @@ class Page:
         self._body.append(f'<div class="note-box">{html.escape(text)}</div>')
 
     def table(self, columns: list[str], rows: list[list[Any]]) -> None:
+        """Rows of values; numbers get one format per column (as `dsd experiment` prints)."""
+        from dsd.experiments.registry import column_format
+
         self._close()
+        formats = [column_format([row[i] for row in rows]) for i in range(len(columns))]
         head = "".join(f'<th class="{_align(rows, i)}">{html.escape(c)}</th>'
                        for i, c in enumerate(columns))
         body = "".join("<tr>" + "".join(
-            f'<td class="{_align(rows, i)}">{html.escape(_cell(v))}</td>'
+            f'<td class="{_align(rows, i)}">{html.escape(formats[i](v))}</td>'
             for i, v in enumerate(row)) + "</tr>" for row in rows)
         self._body.append(f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
                           f"<tbody>{body}</tbody></table></div>")
@@ -132,7 +136,8 @@ class Page:
 
     def html(self) -> str:
         self._close()
-        figures = json.dumps(_jsonable(self._figures), separators=(",", ":"))
+        figures = json.dumps(_jsonable(self._figures), separators=(",", ":"),
+                             ensure_ascii=False)
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(self.title)}</title>"
@@ -176,11 +181,3 @@ def _jsonable(value: Any) -> Any:
 
 def _align(rows: list[list[Any]], i: int) -> str:
     return "text" if rows and isinstance(rows[0][i], str) else "num"
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    return str(value)

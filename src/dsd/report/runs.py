@@ -118,7 +118,10 @@ def _experiment(path: Path, summary: dict[str, Any]) -> RunFolder:
 
 def _bench(path: Path) -> RunFolder:
     requests = _parquet(path / "requests.parquet")
-    run = Simulation(path.name, path, bench_summary(requests), requests)
+    summary = bench_summary(requests)
+    if (path / "requests.jsonl").is_file():
+        summary["acceptance_by_position"] = _acceptance_by_position(path / "requests.jsonl")
+    run = Simulation(path.name, path, summary, requests)
     return RunFolder("bench", path, f"dsd bench runtime: {path.name}", [run])
 
 
@@ -147,6 +150,17 @@ def bench_summary(requests: Any) -> dict[str, Any]:
     met = requests.column("slo_met").to_pylist()
     out["slo_attainment"] = sum(bool(m) for m in met) / len(met)
     return out
+
+
+def _acceptance_by_position(records: Path) -> list[float]:
+    """P(accepted | reached) per draft position from the bench's per-round logs (the same
+    counting `dsd calibrate acceptance` fits)."""
+    from dsd.calibrate.acceptance import AcceptanceCounts, iter_records
+
+    counts = AcceptanceCounts()
+    for record in iter_records([records]):
+        counts.add_record(record)
+    return [a / r for a, r in zip(counts.accepted, counts.reached, strict=True) if r]
 
 
 def _json(path: Path) -> dict[str, Any] | None:
