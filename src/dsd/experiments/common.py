@@ -144,8 +144,10 @@ def bar_plot(path: Path, groups: Sequence[str],
         width = 0.8 / max(len(names), 1)
         xs = np.arange(len(groups))
         for i, name in enumerate(names):
-            ax.bar(xs + i * width - 0.4 + width / 2,
-                   [v if v is not None else 0.0 for v in data[name]], width, label=name)
+            bars = ax.bar(xs + i * width - 0.4 + width / 2,
+                          [v if v is not None else 0.0 for v in data[name]], width, label=name)
+            if len(groups) * len(names) <= 8:  # few bars: their values, so a 0 still shows
+                ax.bar_label(bars, fmt="%.4g", fontsize=8, padding=2)
         ax.set_xticks(xs, groups)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)

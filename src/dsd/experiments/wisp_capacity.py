@@ -102,11 +102,12 @@ def wisp_capacity(ctx: ExperimentContext) -> ExperimentResult:
     }
     xs = sorted({x for c in curves.values() for x in c})
     att = {s: [curves[s].get(x) for x in xs] for s in SYSTEMS}
-    setting = f"one A100 80GB, Qwen3-32B; {duration:g} s runs, {len(seeds)} seed(s)"
+    setting = (f"one A100 80GB, Qwen3-32B; {duration:g} s runs, {len(seeds)} "
+               f"seed{'s' if len(seeds) > 1 else ''}")
     plots = [
         line_plot(ctx.out / "wisp-capacity.png", xs, att, "edge devices",
                   "SLO attainment (fraction)",
-                  f"SLO attainment at the loads each capacity search evaluated ({setting})",
+                  f"SLO attainment at the loads the searches evaluated\n({setting})",
                   hline=0.9, hline_label="90% target"),
         # Capacity and goodput have different units: a panel each, never one shared axis.
         bar_plot(ctx.out / "wisp-goodput.png", [""], {
