@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", default=None,
                    help="comma-separated modes to compare on the same workload, e.g. "
                         "distributed,fused,cloud_only (one sub-folder each)")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar or summary: print nothing but errors and warnings")
     add_report_flag(p)
     p.set_defaults(handler=run)
 
