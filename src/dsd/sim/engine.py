@@ -39,7 +39,8 @@ class EventLoop:
             return
         step, report = self.observer
         while self._heap:  # same events in the same order as one call: only paused between
-            stop = min(until, self.now + step)
+            # an idle stretch is crossed in one slice, not thousands of empty ones
+            stop = min(until, max(self.now + step, self._heap[0][0]))
             self._run(stop)
             report(self.now)
             if stop >= until:
