@@ -131,8 +131,7 @@ def test_predict_matches_bind(profile, hw):
 
     pred = make_predictor({"type": "table", "path": str(profile)})
     shape = BatchShape.of([(3, 100), (3, 200)])
-    assert pred.predict("verify", shape, hw) == pred.bind(hw).step_s(
-        shape.num_seqs, shape.query_tokens, shape.context_tokens, shape.attn_pairs)
+    assert pred.predict("verify", shape, hw) == pred.bind(hw).step_s(*shape.args())
 
 
 def test_memoized_and_fast(profile, hw):

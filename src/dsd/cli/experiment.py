@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="reuse the measurements an earlier run left in --out (sim-vs-real: "
                         "re-simulate without running the runtime again)")
+    p.add_argument("--profiles", default=None, metavar="DIR",
+                   help="gpu-fidelity: a VIDUR profile folder (default: the shipped subset)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(handler=run)
 
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     executor = get_executor(args.workers, args.executor, args.address)
     try:
         run_experiment(args.name, quick=args.quick, out=args.out, executor=executor,
-                       seed=args.seed, reuse=args.reuse)
+                       seed=args.seed, reuse=args.reuse,
+                       options={"profiles": args.profiles} if args.profiles else None)
     finally:
         close = getattr(executor, "close", None)
         if close:  # dsd.sweep executors hold a worker pool

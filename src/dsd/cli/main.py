@@ -12,7 +12,7 @@ from dsd.errors import DsdError
 
 # Module names under dsd.cli, in the order they appear in `dsd --help`.
 COMMAND_MODULES = ["simulate", "trace", "sweep", "experiment", "capacity", "awc", "serve",
-                   "models", "bench", "profile", "calibrate"]
+                   "models", "bench", "profile", "calibrate", "perf"]
 
 
 def build_parser() -> argparse.ArgumentParser:

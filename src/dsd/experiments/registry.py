@@ -51,6 +51,8 @@ class ExperimentContext:
     # Reuse measurements an earlier run left in `out` (experiments that measure real
     # hardware re-simulate without measuring again).
     reuse: bool = False
+    # Experiment-specific inputs from the command line, e.g. {"profiles": DIR}.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         """Run `fn` over `items` on the executor; `fn` must be a picklable top-level
@@ -109,7 +111,8 @@ def load_builtin() -> None:
 
 def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = None,
                    executor: Executor | None = None, seed: int = 0,
-                   echo: bool = True, reuse: bool = False) -> ExperimentResult:
+                   echo: bool = True, reuse: bool = False,
+                   options: dict[str, Any] | None = None) -> ExperimentResult:
     """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots."""
     load_builtin()
     if name not in EXPERIMENTS:
@@ -117,7 +120,8 @@ def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = N
         raise DsdError(f"unknown experiment {name!r} (known: {known})")
     out_dir = Path(out or f"runs/experiment-{name}{'-quick' if quick else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse)
+    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse,
+                            dict(options or {}))
     started = time.perf_counter()
     result = EXPERIMENTS[name].fn(ctx)
     wall = time.perf_counter() - started
