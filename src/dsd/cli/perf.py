@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "5 for verify)")
     pr.add_argument("--context", type=int, default=0,
                     help="tokens already cached per sequence (default 0)")
+    pr.add_argument("--contexts", default=None, metavar="LIST",
+                    help="a ragged batch instead of --batch/--context: cached tokens of "
+                         "each sequence, e.g. 8000,100*15 (one 8k sequence, fifteen of 100)")
     pr.add_argument("--latency", default="fitted",
                     help="fitted (default), roofline, vidur (shipped profiles) or vidur:DIR")
     pr.add_argument("--catalog", action="append", default=[], metavar="FILE",
@@ -54,6 +57,22 @@ def _predictor(spec: str):
     return make_predictor({"type": name, "path": path or None})
 
 
+def _contexts(text: str) -> list[int]:
+    """'8000,100*15' -> [8000, 100, ..., 100]."""
+    from dsd.errors import DsdError
+
+    out: list[int] = []
+    try:
+        for item in text.split(","):
+            value, _, count = item.strip().partition("*")
+            out += [int(value)] * (int(count) if count else 1)
+    except ValueError:
+        raise DsdError(f"--contexts: expected e.g. 8000,100*15, got {text!r}") from None
+    if not out or min(out) < 0:
+        raise DsdError(f"--contexts: expected tokens >= 0, got {text!r}")
+    return out
+
+
 def _predict(args: argparse.Namespace) -> int:
     from dsd.catalog import load_catalog
     from dsd.errors import DsdError
@@ -66,26 +85,36 @@ def _predict(args: argparse.Namespace) -> int:
         raise DsdError("--batch and --query must be >= 1, --context >= 0")
     if args.op in ("decode", "draft_step") and query != 1:
         raise DsdError(f"a {args.op} feeds 1 token per sequence (got --query {query})")
-    if args.op in ("decode", "verify", "draft_step") and args.context < 1:
-        raise DsdError(f"a {args.op} needs --context >= 1 (tokens already cached)")
+    contexts = (_contexts(args.contexts) if args.contexts is not None
+                else [args.context] * args.batch)
+    if args.op in ("decode", "verify", "draft_step") and min(contexts) < 1:
+        raise DsdError(f"a {args.op} needs contexts >= 1 (tokens already cached)")
     catalog = load_catalog(args.catalog)
     hw = Deployment(catalog.gpu(args.gpu), catalog.model(args.model), args.tp)
     step = _predictor(args.latency).bind(hw)
-    n, ctx = args.batch, args.context
-    pairs = n * (query * (ctx + query) if ctx else query * (query + 1) // 2)
-    shape = (n, n * query, n * ctx, pairs, ctx + query if ctx else 0)
+    from dsd.perf import BatchShape
+
+    if max(contexts) == 0:  # prefills from an empty cache: causal attention
+        n = len(contexts)
+        shape = (n, n * query, 0, n * (query * (query + 1) // 2), 0)
+    else:
+        shape = BatchShape.of([(query, c) for c in contexts]).args()
+    n, ctx = len(contexts), sum(contexts) // len(contexts)
     parts = {k: v * 1e3 for k, v in step.breakdown(*shape).items()}
     total = step.step_s(*shape) * 1e3
     validated = bool(getattr(step, "validated", False))
     out = {"gpu": hw.gpu.name, "model": hw.model.name, "tp": hw.tp, "op": args.op,
-           "batch": n, "query": query, "context": ctx, "latency": args.latency,
+           "batch": n, "query": query, "context": ctx, "max_context": max(contexts),
+           "latency": args.latency,
            "total_ms": total, **{f"{k}_ms": v for k, v in parts.items()},
            "validated": validated,
            "source": getattr(step, "source", "catalog specs (reference roofline)")}
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{args.op}: {n} x {query} tokens on {ctx} cached, {hw.label}, {args.latency}")
+    cached = (f"{ctx} cached" if len(set(contexts)) == 1
+              else f"{ctx} cached on average, {max(contexts)} at most")
+    print(f"{args.op}: {n} x {query} tokens on {cached}, {hw.label}, {args.latency}")
     print(f"  total      {total:10.3f} ms")
     for key, value in parts.items():
         print(f"  {key:<10s} {value:10.3f} ms")

@@ -212,18 +212,19 @@ def _parity_plot(path: Path, points: list[dict[str, Any]], meas: np.ndarray,
         for gpu in gpus:
             sel = (gpu_of == gpu) & ~np.isnan(pred[m])
             label = f"{gpu} ({_mape(pred[m][sel], meas[sel]):.1%})"
-            top.scatter(meas[sel], pred[m][sel], s=3, alpha=0.35, label=label)
-            bottom.scatter(tokens[sel], 100 * (pred[m][sel] / meas[sel] - 1), s=3, alpha=0.35)
+            top.scatter(meas[sel], pred[m][sel], s=3, alpha=0.35, label=label, rasterized=True)
+            bottom.scatter(tokens[sel], 100 * (pred[m][sel] / meas[sel] - 1), s=3, alpha=0.35,
+                           rasterized=True)
         top.plot(line, line, color="black", lw=0.8)
         top.fill_between(line, line * 0.9, line * 1.1, color="grey", alpha=0.2, lw=0)
         top.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
                 xlabel="measured non-attention forward (ms)", ylabel="predicted (ms)")
         top.set_title(f"{titles[m]}: {_mape(pred[m], meas):.1%}", fontsize=9)
-        top.grid(alpha=0.3, which="both", lw=0.3)
+        top.grid(alpha=0.3, lw=0.3)
         top.legend(fontsize=7, markerscale=3, loc="upper left")
         bottom.axhline(0, color="black", lw=0.8)
         bottom.axhspan(-10, 10, color="grey", alpha=0.2, lw=0)
         bottom.set(xscale="log", ylim=(-60, 60), xlabel="tokens per forward",
                    ylabel="error (%)")
-        bottom.grid(alpha=0.3, which="both", lw=0.3)
+        bottom.grid(alpha=0.3, lw=0.3)
     return _save(fig, path, "VIDUR operator profiles: predicted vs measured")

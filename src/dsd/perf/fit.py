@@ -27,7 +27,14 @@ from dsd.catalog import Catalog
 from dsd.catalog.gpu import GpuSpec, OpCoefficients
 from dsd.errors import DataError
 from dsd.perf.coefficients import TILE_TOKENS
-from dsd.perf.ops import ELEMENTWISE_OPS, MATMUL_OPS, VIDUR_OPS, LayerShape, op_s
+from dsd.perf.ops import (
+    ELEMENTWISE_OPS,
+    MATMUL_OPS,
+    VIDUR_OPS,
+    LayerShape,
+    elementwise_s,
+    matmul_s,
+)
 from dsd.perf.vidur_data import AllReduceProfile, VidurFolder
 
 OP_WEIGHT = 0.3  # weight of the per-projection and elementwise-sum residuals
@@ -115,16 +122,36 @@ def load_points(folder: VidurFolder, gpu_folder: str, catalog: Catalog,
                          cols["shapes"], {op: np.concatenate(v) for op, v in measured.items()})
 
 
+def _dims(points: ProfilePoints) -> dict[str, tuple[np.ndarray, ...]]:
+    """Per operator, each point's (K, N) or bytes per token: shapes as arrays, computed
+    once per point set so the fit evaluates every operator in one vectorized call."""
+    cached = getattr(points, "_dims_cache", None)
+    if cached is not None:
+        return cached
+    dims: dict[str, tuple[np.ndarray, ...]] = {}
+    by_shape = {shape: None for shape in points.shapes}
+    for op in VIDUR_OPS:
+        if op in MATMUL_OPS:
+            kn = {shape: shape.matmul(op) for shape in by_shape}
+            dims[op] = (np.array([kn[s][0] for s in points.shapes]),
+                        np.array([kn[s][1] for s in points.shapes]))
+        else:
+            b = {shape: shape.elementwise_bytes(op) for shape in by_shape}
+            dims[op] = (np.array([b[s] for s in points.shapes]),)
+    points._dims_cache = dims  # type: ignore[attr-defined]
+    return dims
+
+
 def predict_ops(points: ProfilePoints, c: OpCoefficients) -> dict[str, np.ndarray]:
-    """Seconds of every operator at every point (shapes grouped: few distinct ones)."""
-    out = {op: np.empty(len(points)) for op in VIDUR_OPS}
-    groups: dict[LayerShape, list[int]] = {}
-    for i, shape in enumerate(points.shapes):
-        groups.setdefault(shape, []).append(i)
-    for shape, idx in groups.items():
-        tokens = points.tokens[idx]
-        for op in VIDUR_OPS:
-            out[op][idx] = op_s(op, tokens, shape, c)
+    """Seconds of every operator at every point."""
+    dims = _dims(points)
+    tokens = points.tokens
+    out = {}
+    for op in VIDUR_OPS:
+        if op in MATMUL_OPS:
+            out[op] = matmul_s(tokens, *dims[op], c)
+        else:
+            out[op] = elementwise_s(tokens, dims[op][0], c)
     return out
 
 
@@ -132,14 +159,16 @@ def predict_linear(points: ProfilePoints, c: OpCoefficients) -> np.ndarray:
     return points.linear(predict_ops(points, c))
 
 
-def _coefficients(x: np.ndarray) -> OpCoefficients:
+def _coefficients(x: np.ndarray, tile_tokens: int = TILE_TOKENS) -> OpCoefficients:
     return OpCoefficients(matmul_tflops=x[0], matmul_gbps=x[1], elementwise_gbps=x[2],
                           smoothness=x[3], matmul_kernel_us=x[4], elementwise_kernel_us=x[5],
-                          tile_tokens=TILE_TOKENS)
+                          tile_tokens=tile_tokens)
 
 
-def fit_operators(points: ProfilePoints, gpu: GpuSpec | None = None) -> OpCoefficients:
-    """The six operator coefficients that best fit `points` (see the module doc)."""
+def fit_operators(points: ProfilePoints, gpu: GpuSpec | None = None,
+                  tile_tokens: int = TILE_TOKENS) -> OpCoefficients:
+    """The six operator coefficients that best fit `points` (see the module doc), for a
+    given row tile (`scripts/latency_tile_choice.py` compares tiles)."""
     from scipy.optimize import least_squares
 
     meas_linear = points.measured_linear()
@@ -147,7 +176,7 @@ def fit_operators(points: ProfilePoints, gpu: GpuSpec | None = None) -> OpCoeffi
     present = {op: ~np.isnan(points.measured[op]) for op in MATMUL_OPS}
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        ops = predict_ops(points, _coefficients(x))
+        ops = predict_ops(points, _coefficients(x, tile_tokens))
         parts = [np.log(points.linear(ops) / meas_linear)]
         for op in MATMUL_OPS:
             m = present[op]
@@ -164,7 +193,7 @@ def fit_operators(points: ProfilePoints, gpu: GpuSpec | None = None) -> OpCoeffi
     lower = [1e-3, 1e-2, 1e-2, 1.0, 0.0, 0.0]
     upper = [1e5, 1e5, 1e5, 20.0, 200.0, 200.0]
     sol = least_squares(residuals, np.array(x0), bounds=(lower, upper), x_scale="jac")
-    return _coefficients(sol.x)
+    return _coefficients(sol.x, tile_tokens)
 
 
 def fit_allreduce(profile: AllReduceProfile) -> tuple[float, float]:
