@@ -9,7 +9,10 @@ plus the layers times the per-layer operators. Four predictions are scored again
 (b) fitted    the operator model with coefficients fitted to all of the GPU's points;
 (c) lomo      the same fitted leaving one model out, predicting the left-out model;
 (d) interp    the vidur predictor's interpolation over token counts, each held-out point
-              (every other profiled token count) predicted from its neighbours.
+              (every other profiled token count) predicted from its neighbours;
+(e) rule      the spec rule for unprofiled GPUs, leave-one-GPU-out: each GPU predicted
+              from its spec sheet with the mean achieved fractions of the other GPUs, the
+              check of how well dsd does on hardware nobody profiled.
 
 MAPE per GPU, per tensor-parallel degree and per token range; parity plots. `--quick` scores
 a sparse token subset (a few seconds); `--profiles DIR` reads another VIDUR folder.
@@ -26,12 +29,12 @@ import numpy as np
 from dsd.catalog import load_catalog
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 from dsd.perf.base import Deployment
-from dsd.perf.coefficients import resolve
+from dsd.perf.coefficients import resolve, rule_fractions, spec_rule
 from dsd.perf.fit import ProfilePoints, fit_operators, load_points, predict_linear
 from dsd.perf.roofline import RooflineStep
 from dsd.perf.vidur_data import VidurFolder, builtin_profiles
 
-METHODS = ("roofline", "fitted", "lomo", "interp")
+METHODS = ("roofline", "fitted", "lomo", "interp", "rule")
 RANGES = (("tokens<=64", 1, 64), ("tokens 65-512", 65, 512), (">512", 513, 1 << 30),
           ("verify regime <=128", 1, 128))
 QUICK_TOKENS = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096)
@@ -39,15 +42,14 @@ GOALS = {"interp": 0.03, "fitted": 0.05, "lomo": 0.08}  # MAPE per GPU (lomo: an
 
 
 def roofline_linear(points: ProfilePoints, gpu_name: str, catalog: Any) -> np.ndarray:
-    """The reference roofline's non-attention time at every point (seconds)."""
+    """The reference roofline's non-attention time at every point (seconds): its
+    max(compute, memory) without attention, all-reduces or step overhead."""
     out = np.empty(len(points))
     gpu = catalog.gpu(gpu_name)
     for (model, tp) in {(m, int(t)) for m, t in zip(points.model, points.tp, strict=True)}:
-        idx = (points.model == model) & (points.tp == tp)
         step = RooflineStep(Deployment(gpu, catalog.model(model), tp))
-        tokens = points.tokens[idx]
-        out[idx] = np.maximum(step._flop_s_per_token * tokens,
-                              step._weights_s + step._kv_s_per_token * tokens)
+        for i in np.flatnonzero((points.model == model) & (points.tp == tp)):
+            out[i] = step.breakdown(1, int(points.tokens[i]), 0, 0)["linear"]
     return out
 
 
@@ -93,6 +95,8 @@ def gpu_fidelity(ctx: ExperimentContext) -> ExperimentResult:
     catalog = load_catalog()
     notes: list[str] = []
     points_rows: list[dict[str, Any]] = []
+    fractions: dict[str, dict[str, float]] = {}  # GPU -> achieved fractions of its specs
+    held_points: dict[str, tuple[Any, int]] = {}  # GPU -> (its points, first row)
     for gpu_folder in folder.models:
         try:
             gpu = catalog.gpu(gpu_folder).name
@@ -104,7 +108,10 @@ def gpu_fidelity(ctx: ExperimentContext) -> ExperimentResult:
             pts = pts.subset(np.isin(pts.tokens, QUICK_TOKENS))
         measured = pts.measured_linear()
         roof = roofline_linear(pts, gpu, catalog)
-        fitted = predict_linear(pts, fit_operators(pts, catalog.gpu(gpu)))
+        coef = fit_operators(pts, catalog.gpu(gpu))
+        fractions[gpu] = rule_fractions(catalog.gpu(gpu), coef)
+        held_points[gpu] = (pts, len(points_rows))
+        fitted = predict_linear(pts, coef)
         shipped = predict_linear(pts, resolve(catalog.gpu(gpu)))
         lomo = np.full(len(pts), np.nan)
         for model in np.unique(pts.model):
@@ -119,6 +126,16 @@ def gpu_fidelity(ctx: ExperimentContext) -> ExperimentResult:
                 "catalog_ms": shipped[i] * 1e3, "lomo_ms": lomo[i] * 1e3})
         for row in interpolated(folder, gpu_folder, catalog):
             points_rows.append({"gpu": gpu, **row})
+    for gpu, (pts, first) in held_points.items():
+        others = [f for g, f in fractions.items() if g != gpu]
+        if not others:
+            notes.append("one profiled GPU: no leave-one-GPU-out check of the spec rule")
+            break
+        keys = set.intersection(*(set(f) for f in others))
+        means = {k: float(np.mean([f[k] for f in others])) for k in keys}
+        rule = predict_linear(pts, spec_rule(catalog.gpu(gpu), means))
+        for i in range(len(pts)):
+            points_rows[first + i]["rule_ms"] = rule[i] * 1e3
     if not points_rows:
         raise ValueError(f"{root}: no profile of a catalog GPU and model")
     return _report(ctx, points_rows, notes, root)
@@ -137,17 +154,18 @@ def _report(ctx: ExperimentContext, points: list[dict[str, Any]], notes: list[st
     gpu_of = np.array([r["gpu"] for r in points])
     tp_of = _column(points, "tp")
     tok_of = _column(points, "tokens")
-    groups: list[tuple[str, str, np.ndarray]] = []
+    groups: list[tuple[str, str, str, np.ndarray]] = []  # (gpu, kind, group, mask)
     for gpu in gpus:
         g = gpu_of == gpu
-        groups.append((gpu, "all", g))
-        groups += [(gpu, f"tp={tp}", g & (tp_of == tp)) for tp in (1, 2, 4, 8)
+        groups.append((gpu, "gpu", "all", g))
+        groups += [(gpu, "tp", f"tp={tp}", g & (tp_of == tp)) for tp in (1, 2, 4, 8)
                    if (g & (tp_of == tp)).any()]
-        groups += [(gpu, name, g & (tok_of >= lo) & (tok_of <= hi)) for name, lo, hi in RANGES]
-    groups.append(("all", "all", np.ones(len(points), bool)))
+        groups += [(gpu, "tokens", name, g & (tok_of >= lo) & (tok_of <= hi))
+                   for name, lo, hi in RANGES]
+    groups.append(("all", "all", "all", np.ones(len(points), bool)))
     rows = []
-    for gpu, group, mask in groups:
-        row: dict[str, Any] = {"gpu": gpu, "group": group,
+    for gpu, kind, group, mask in groups:
+        row: dict[str, Any] = {"gpu": gpu, "group": group, "kind": kind,
                                "points": int((mask & ~np.isnan(pred["fitted"])).sum())}
         for m in METHODS:
             row[f"mape_{m}"] = _mape(pred[m][mask], meas[mask])
@@ -155,21 +173,19 @@ def _report(ctx: ExperimentContext, points: list[dict[str, Any]], notes: list[st
     summary: dict[str, Any] = {f"mape_{m}": _mape(pred[m], meas) for m in METHODS}
     summary["mape_catalog"] = _mape(_column(points, "catalog_ms"), meas)
     summary["profiles"] = str(root)
-    for key, fn in (("per_gpu", lambda r: r["group"] == "all" and r["gpu"] != "all"),
-                    ("per_gpu_tp", lambda r: r["group"].startswith("tp=")),
-                    ("per_gpu_tokens", lambda r: r["group"][:1] in "t>v" and
-                     not r["group"].startswith("tp="))):
-        summary[key] = {f"{r['gpu']} {r['group']}" if key != "per_gpu" else r["gpu"]:
-                        {m: r[f"mape_{m}"] for m in METHODS} for r in rows if fn(r)}
+    for key, kind in (("per_gpu", "gpu"), ("per_gpu_tp", "tp"), ("per_gpu_tokens", "tokens")):
+        summary[key] = {(r["gpu"] if kind == "gpu" else f"{r['gpu']} {r['group']}"):
+                        {m: r[f"mape_{m}"] for m in METHODS} for r in rows if r["kind"] == kind}
     summary["goals_met"] = _goals(rows)
     plots = [_parity_plot(ctx.out / "gpu-fidelity.png", points, meas, pred, gpus)]
     notes.append(f"points.csv: every scored point; profiles: {root}")
-    return ExperimentResult(rows, summary, plots, notes=notes)
+    columns = ["gpu", "group", "points", *(f"mape_{m}" for m in METHODS)]
+    return ExperimentResult(rows, summary, plots, table_columns=columns, notes=notes)
 
 
 def _goals(rows: list[dict[str, Any]]) -> dict[str, bool]:
-    per_gpu = [r for r in rows if r["group"] == "all" and r["gpu"] != "all"]
-    per_tp = [r for r in rows if r["group"].startswith("tp=")]
+    per_gpu = [r for r in rows if r["kind"] == "gpu"]
+    per_tp = [r for r in rows if r["kind"] == "tp"]
     return {
         "interp<=3%": all(r["mape_interp"] <= GOALS["interp"] for r in per_gpu),
         "fitted<=5% per GPU": all(r["mape_fitted"] <= GOALS["fitted"] for r in per_gpu),
@@ -180,7 +196,7 @@ def _goals(rows: list[dict[str, Any]]) -> dict[str, bool]:
 
 def _write_points(path: Path, points: list[dict[str, Any]]) -> None:
     keys = ["gpu", "model", "tp", "tokens", "measured_ms", "roofline_ms", "fitted_ms",
-            "catalog_ms", "lomo_ms", "interp_ms"]
+            "catalog_ms", "lomo_ms", "interp_ms", "rule_ms"]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -203,11 +219,14 @@ def _parity_plot(path: Path, points: list[dict[str, Any]], meas: np.ndarray,
     gpu_of = np.array([r["gpu"] for r in points])
     tokens = _column(points, "tokens")
     titles = {"roofline": "(a) roofline (reference)", "fitted": "(b) fitted, in sample",
-              "lomo": "(c) fitted, model left out", "interp": "(d) vidur, held-out tokens"}
-    fig, axes = plt.subplots(2, len(METHODS), figsize=(4.3 * len(METHODS), 7.6))
+              "lomo": "(c) fitted, model left out", "interp": "(d) vidur, held-out tokens",
+              "rule": "(e) spec rule, GPU left out"}
+    methods = [m for m in METHODS if not np.isnan(pred[m]).all()]  # rule needs 2+ GPUs
+    fig, axes = plt.subplots(2, len(methods), figsize=(3.9 * len(methods), 7.6),
+                             squeeze=False)
     lo, hi = np.nanmin(meas) * 0.7, np.nanmax(meas) * 1.4
     line = np.array([lo, hi])
-    for col, m in enumerate(METHODS):
+    for col, m in enumerate(methods):
         top, bottom = axes[0][col], axes[1][col]
         for gpu in gpus:
             sel = (gpu_of == gpu) & ~np.isnan(pred[m])

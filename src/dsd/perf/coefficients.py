@@ -24,6 +24,7 @@ seq_overhead_us: 0}` in a catalog overlay to model that.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from dsd.catalog.gpu import GpuSpec, OpCoefficients
 
@@ -41,18 +42,25 @@ STEP_OVERHEAD_MS = 0.81
 SEQ_OVERHEAD_US = 42.0
 
 
-def spec_rule(gpu: GpuSpec) -> OpCoefficients:
-    """Coefficients derived from `gpu`'s spec sheet alone (unvalidated)."""
+def spec_rule(gpu: GpuSpec, means: Mapping[str, float] | None = None) -> OpCoefficients:
+    """Coefficients derived from `gpu`'s spec sheet alone (unvalidated). `means` replaces
+    the shipped constants with other means of `rule_fractions` (the gpu-fidelity
+    experiment derives each profiled GPU from the others this way)."""
+    m = {"matmul_flops_frac": MATMUL_FLOPS_FRAC, "matmul_bw_frac": MATMUL_BW_FRAC,
+         "elementwise_bw_frac": ELEMENTWISE_BW_FRAC, "smoothness": SMOOTHNESS,
+         "matmul_kernel_us": MATMUL_KERNEL_US, "elementwise_kernel_us": ELEMENTWISE_KERNEL_US,
+         "allreduce_bw_frac": ALLREDUCE_BW_FRAC,
+         "allreduce_latency_scale": ALLREDUCE_LATENCY_SCALE, **(means or {})}
     return OpCoefficients(
-        matmul_tflops=MATMUL_FLOPS_FRAC * gpu.tflops,
-        matmul_gbps=MATMUL_BW_FRAC * gpu.mem_bw_gbps,
-        elementwise_gbps=ELEMENTWISE_BW_FRAC * gpu.mem_bw_gbps,
-        smoothness=SMOOTHNESS,
-        matmul_kernel_us=MATMUL_KERNEL_US,
-        elementwise_kernel_us=ELEMENTWISE_KERNEL_US,
+        matmul_tflops=m["matmul_flops_frac"] * gpu.tflops,
+        matmul_gbps=m["matmul_bw_frac"] * gpu.mem_bw_gbps,
+        elementwise_gbps=m["elementwise_bw_frac"] * gpu.mem_bw_gbps,
+        smoothness=m["smoothness"],
+        matmul_kernel_us=m["matmul_kernel_us"],
+        elementwise_kernel_us=m["elementwise_kernel_us"],
         tile_tokens=TILE_TOKENS,
-        allreduce_us=ALLREDUCE_LATENCY_SCALE * gpu.allreduce_latency_us,
-        allreduce_gbps=ALLREDUCE_BW_FRAC * gpu.interconnect_gbps,
+        allreduce_us=m["allreduce_latency_scale"] * gpu.allreduce_latency_us,
+        allreduce_gbps=m["allreduce_bw_frac"] * gpu.interconnect_gbps,
         step_overhead_ms=STEP_OVERHEAD_MS,
         seq_overhead_us=SEQ_OVERHEAD_US,
         validated=False,

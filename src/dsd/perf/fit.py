@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class ProfilePoints:
     layers: np.ndarray
     shapes: list[LayerShape]
     measured: dict[str, np.ndarray]
+    # per operator, every point's (K, N) or bytes per token (filled on first use)
+    dims: dict[str, tuple[np.ndarray, ...]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -125,9 +127,8 @@ def load_points(folder: VidurFolder, gpu_folder: str, catalog: Catalog,
 def _dims(points: ProfilePoints) -> dict[str, tuple[np.ndarray, ...]]:
     """Per operator, each point's (K, N) or bytes per token: shapes as arrays, computed
     once per point set so the fit evaluates every operator in one vectorized call."""
-    cached = getattr(points, "_dims_cache", None)
-    if cached is not None:
-        return cached
+    if points.dims is not None:
+        return points.dims
     dims: dict[str, tuple[np.ndarray, ...]] = {}
     by_shape = {shape: None for shape in points.shapes}
     for op in VIDUR_OPS:
@@ -138,7 +139,7 @@ def _dims(points: ProfilePoints) -> dict[str, tuple[np.ndarray, ...]]:
         else:
             b = {shape: shape.elementwise_bytes(op) for shape in by_shape}
             dims[op] = (np.array([b[s] for s in points.shapes]),)
-    points._dims_cache = dims  # type: ignore[attr-defined]
+    points.dims = dims
     return dims
 
 

@@ -31,14 +31,7 @@ from dsd.perf.memory import MIN_KV_TOKENS, check_fits
 from dsd.perf.ops import allreduces_per_layer
 from dsd.perf.registry import register_predictor
 from dsd.perf.step import ComposedStep
-from dsd.perf.vidur_data import (
-    MlpProfile,
-    VidurFolder,
-    _columns,
-    _number,
-    _open_csv,
-    builtin_profiles,
-)
+from dsd.perf.vidur_data import AttentionProfile, MlpProfile, VidurFolder, builtin_profiles
 
 log = logging.getLogger("dsd.perf.vidur")
 
@@ -55,76 +48,26 @@ def linear_ms(profile: MlpProfile, tp: int, tokens: float | np.ndarray, layers: 
 
 
 class MeasuredAttention:
-    """Attention from a VIDUR attention.csv (milliseconds per layer):
-    decode rows (is_prefill false): batch_size x kv_cache_size -> attn_decode;
-    prefill rows: kv_cache_size x prefill_chunk_size -> attn_prefill."""
+    """Attention from a VIDUR attention.csv, as VIDUR reads it: decode at batch size x
+    mean KV length, prefill per sequence at its chunk length; plus the analytic model's
+    ragged-batch excess (the profile measures uniform batches)."""
 
-    def __init__(self, path: Path, tp: int, layers: int, analytic: AttentionModel) -> None:
-        header, rows = _open_csv(path)
-        cols = ("batch_size", "kv_cache_size", "prefill_chunk_size", "is_prefill",
-                "num_tensor_parallel_workers")
-        index = _columns(path, header, cols)
-        decode: dict[float, dict[float, float]] = {}
-        prefill: dict[float, dict[float, float]] = {}
-        for line, row in enumerate(rows, start=2):
-            if not row or int(_number(path, line, "tp",
-                                      row[index["num_tensor_parallel_workers"]])) != tp:
-                continue
-            is_prefill = row[index["is_prefill"]].strip().lower() == "true"
-            op = "attn_prefill" if is_prefill else "attn_decode"
-            col = f"time_stats.{op}.median"
-            if col not in header:
-                raise DataError(f"{path}: missing column {col}")
-            kv = _number(path, line, "kv_cache_size", row[index["kv_cache_size"]])
-            ms = _number(path, line, col, row[header.index(col)])
-            if is_prefill:
-                chunk = _number(path, line, "prefill_chunk_size",
-                                row[index["prefill_chunk_size"]])
-                prefill.setdefault(kv, {})[chunk] = ms
-            else:
-                batch = _number(path, line, "batch_size", row[index["batch_size"]])
-                decode.setdefault(batch, {})[kv] = ms
-        if not decode or not prefill:
-            raise DataError(f"{path}: needs decode and prefill rows at tp={tp}")
-        self.decode, self.prefill = _grid(decode), _grid(prefill)
-        self.scale = layers / 1000.0
+    def __init__(self, profile: AttentionProfile, layers: int,
+                 analytic: AttentionModel) -> None:
+        self.profile = profile
+        self.scale = layers / 1000.0  # per-layer milliseconds -> seconds per forward
         self.analytic = analytic
 
     def seconds(self, num_seqs: int, query_tokens: int, context_tokens: int,
                 attn_pairs: int, max_kv: int = 0) -> float:
         n = max(1, num_seqs)
-        if not context_tokens:  # prefills, one chunk per sequence from an empty cache
-            return n * _interp2(self.prefill, 0.0, query_tokens / n) * self.scale
-        mean_kv = (context_tokens + query_tokens) / n
-        measured = _interp2(self.decode, n, mean_kv) * self.scale
+        if not context_tokens:  # prefills from an empty cache, one chunk per sequence
+            return n * self.profile.prefill_ms(0.0, query_tokens / n) * self.scale
+        measured = self.profile.decode_ms(n, (context_tokens + query_tokens) / n) * self.scale
         a = self.analytic
         ragged = (a.seconds(num_seqs, query_tokens, context_tokens, attn_pairs, max_kv)
                   - a.seconds(num_seqs, query_tokens, context_tokens, attn_pairs, 0))
         return measured + max(0.0, ragged)
-
-
-def _grid(points: dict[float, dict[float, float]]):
-    return [(x, np.array(sorted(ys)), np.array([ys[y] for y in sorted(ys)]))
-            for x, ys in sorted(points.items())]
-
-
-def _interp2(grid, x: float, y: float) -> float:
-    """Linear in y within each profiled x, then linear in x (clamped at x's ends; beyond
-    the largest y the value scales in proportion, as attention work does)."""
-    def along(ys: np.ndarray, vs: np.ndarray) -> float:
-        if y > ys[-1]:
-            return float(vs[-1] * y / ys[-1])
-        return float(np.interp(y, ys, vs))
-
-    xs = [g[0] for g in grid]
-    i = int(np.searchsorted(xs, x))
-    if i == 0:
-        return along(*grid[0][1:])
-    if i >= len(grid):
-        return along(*grid[-1][1:])
-    (x0, y0s, v0s), (x1, y1s, v1s) = grid[i - 1], grid[i]
-    w = (x - x0) / (x1 - x0)
-    return (1 - w) * along(y0s, v0s) + w * along(y1s, v1s)
 
 
 @register_predictor("vidur")
@@ -172,10 +115,10 @@ class VidurPredictor:
                 _warn(f"{self.path}: no all-reduce profile over {tp} {hw.gpu.name} GPUs; "
                       "using the catalog's fitted all-reduce model")
         analytic = AttentionModel(hw, resolve(hw.gpu))
-        attention_csv = folder.attention_path(gpu_folder, key)
+        measured = folder.attention(gpu_folder, key, tp)
         source = f"VIDUR profiles {self.path}/compute/{gpu_folder}/{key}"
-        attention = (analytic if attention_csv is None
-                     else MeasuredAttention(attention_csv, tp, model.layers, analytic))
+        attention = (analytic if measured is None
+                     else MeasuredAttention(measured, model.layers, analytic))
         return fitted_step(hw, linear, comm, attention, validated=True, source=source)
 
     def predict(self, op: Op, shape: BatchShape, hw: Deployment) -> float:

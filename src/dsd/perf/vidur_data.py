@@ -47,7 +47,7 @@ def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
-def _open_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def open_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a CSV or CSV.gz; a broken file is a one-line DataError."""
     try:
         raw = path.read_bytes()
@@ -60,7 +60,7 @@ def _open_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def _columns(path: Path, header: list[str], wanted: Iterable[str]) -> dict[str, int]:
+def columns(path: Path, header: list[str], wanted: Iterable[str]) -> dict[str, int]:
     index = {name: i for i, name in enumerate(header)}
     missing = [c for c in wanted if c not in index]
     if missing:
@@ -68,7 +68,7 @@ def _columns(path: Path, header: list[str], wanted: Iterable[str]) -> dict[str, 
     return index
 
 
-def _number(path: Path, line: int, column: str, value: str) -> float:
+def number(path: Path, line: int, column: str, value: str) -> float:
     try:
         out = float(value)
     except ValueError:
@@ -114,11 +114,11 @@ class MlpProfile:
 
 
 def read_mlp(path: Path) -> MlpProfile:
-    header, rows = _open_csv(path)
+    header, rows = open_csv(path)
     ops = tuple(op for op in VIDUR_OPS if f"time_stats.{op}.median" in header)
     if not ops:
         raise DataError(f"{path}: no time_stats.<op>.median column of any VIDUR operator")
-    index = _columns(path, header, (*SHAPE_COLUMNS, *(f"time_stats.{op}.median" for op in ops)))
+    index = columns(path, header, (*SHAPE_COLUMNS, *(f"time_stats.{op}.median" for op in ops)))
     points: dict[tuple[int, int], list[list[float]]] = {}
     shape = None
     for line, row in enumerate(rows, start=2):
@@ -131,12 +131,12 @@ def read_mlp(path: Path) -> MlpProfile:
             shape = this
         elif this != shape:
             raise DataError(f"{path}:{line}: model shape changes within the file")
-        tokens = _number(path, line, "num_tokens", row[index["num_tokens"]])
-        tp = _number(path, line, "num_tensor_parallel_workers",
+        tokens = number(path, line, "num_tokens", row[index["num_tokens"]])
+        tp = number(path, line, "num_tensor_parallel_workers",
                      row[index["num_tensor_parallel_workers"]])
         if tokens < 1 or tp < 1:
             raise DataError(f"{path}:{line}: num_tokens and tp must be >= 1")
-        values = [_number(path, line, f"{op} median", row[index[f"time_stats.{op}.median"]])
+        values = [number(path, line, f"{op} median", row[index[f"time_stats.{op}.median"]])
                   for op in ops]
         points.setdefault((int(tp), int(tokens)), []).append(values)
     if shape is None:
@@ -181,16 +181,16 @@ class AllReduceProfile:
 def read_allreduce(path: Path) -> AllReduceProfile:
     from scipy.optimize import isotonic_regression
 
-    header, rows = _open_csv(path)
+    header, rows = open_csv(path)
     wanted = ("time_stats.all_reduce.median", "num_workers", "size", "devices_per_node")
-    index = _columns(path, header, wanted)
+    index = columns(path, header, wanted)
     points: dict[int, dict[float, list[float]]] = {}
     for line, row in enumerate(rows, start=2):
         if not row:
             continue
         if len(row) != len(header):
             raise DataError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
-        n, per_node, size, ms = (_number(path, line, c, row[index[c]]) for c in
+        n, per_node, size, ms = (number(path, line, c, row[index[c]]) for c in
                                  ("num_workers", "devices_per_node", "size",
                                   "time_stats.all_reduce.median"))
         if n == per_node:  # tensor parallelism stays inside one server
@@ -250,10 +250,14 @@ class VidurFolder:
                         f"{model.name!r} (models there: {', '.join(self.models[gpu_folder])})")
 
     def mlp(self, gpu_folder: str, key: str) -> MlpProfile:
-        return _read_mlp_cached(_find(self.models[gpu_folder][key], "mlp.csv"))
+        path = _find(self.models[gpu_folder][key], "mlp.csv")
+        assert path is not None  # listed only when present
+        return _read_mlp_cached(path, path.stat().st_mtime)
 
-    def attention_path(self, gpu_folder: str, key: str) -> Path | None:
-        return _find(self.models[gpu_folder][key], "attention.csv")
+    def attention(self, gpu_folder: str, key: str, tp: int) -> AttentionProfile | None:
+        """The model's attention.csv at `tp`, or None when the folder has none."""
+        path = _find(self.models[gpu_folder][key], "attention.csv")
+        return read_attention(path, tp) if path is not None else None
 
     def allreduce(self, gpu_folder: str) -> AllReduceProfile | None:
         """The all-reduce profile of the GPU's node (`<gpu>_dgx` first), or None."""
@@ -263,15 +267,89 @@ class VidurFolder:
         for node in nodes:
             path = _find(self.root / "network" / node, "all_reduce.csv")
             if path is not None:
-                return _read_allreduce_cached(path)
+                return _read_allreduce_cached(path, path.stat().st_mtime)
         return None
 
 
 @lru_cache(maxsize=64)
-def _read_mlp_cached(path: Path) -> MlpProfile:
+def _read_mlp_cached(path: Path, mtime: float) -> MlpProfile:
     return read_mlp(path)
 
 
 @lru_cache(maxsize=16)
-def _read_allreduce_cached(path: Path) -> AllReduceProfile:
+def _read_allreduce_cached(path: Path, mtime: float) -> AllReduceProfile:
     return read_allreduce(path)
+
+
+Grid = list[tuple[float, np.ndarray, np.ndarray]]  # (x, sorted ys, values at ys)
+
+
+@dataclass
+class AttentionProfile:
+    """VIDUR attention.csv at one tensor-parallel degree, milliseconds per layer:
+    decode rows (is_prefill false) over batch_size x kv_cache_size (attn_decode), prefill
+    rows over kv_cache_size x prefill_chunk_size (attn_prefill)."""
+
+    path: Path
+    decode: Grid
+    prefill: Grid
+
+    def decode_ms(self, batch: float, mean_kv: float) -> float:
+        return _interp2(self.decode, batch, mean_kv)
+
+    def prefill_ms(self, cached: float, chunk: float) -> float:
+        return _interp2(self.prefill, cached, chunk)
+
+
+def read_attention(path: Path, tp: int) -> AttentionProfile:
+    header, rows = open_csv(path)
+    index = columns(path, header, ("batch_size", "kv_cache_size", "prefill_chunk_size",
+                                   "is_prefill", "num_tensor_parallel_workers"))
+    decode: dict[float, dict[float, float]] = {}
+    prefill: dict[float, dict[float, float]] = {}
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
+        if number(path, line, "tp", row[index["num_tensor_parallel_workers"]]) != tp:
+            continue
+        is_prefill = row[index["is_prefill"]].strip().lower() == "true"
+        col = f"time_stats.{'attn_prefill' if is_prefill else 'attn_decode'}.median"
+        if col not in header:
+            raise DataError(f"{path}: missing column(s) {col}")
+        kv = number(path, line, "kv_cache_size", row[index["kv_cache_size"]])
+        ms = number(path, line, col, row[header.index(col)])
+        if is_prefill:
+            chunk = number(path, line, "prefill_chunk_size", row[index["prefill_chunk_size"]])
+            prefill.setdefault(kv, {})[chunk] = ms
+        else:
+            batch = number(path, line, "batch_size", row[index["batch_size"]])
+            decode.setdefault(batch, {})[kv] = ms
+    if not decode or not prefill:
+        raise DataError(f"{path}: needs decode and prefill rows at tp={tp}")
+    return AttentionProfile(path, _grid(decode), _grid(prefill))
+
+
+def _grid(points: dict[float, dict[float, float]]) -> Grid:
+    return [(x, np.array(sorted(ys)), np.array([ys[y] for y in sorted(ys)]))
+            for x, ys in sorted(points.items())]
+
+
+def _interp2(grid: Grid, x: float, y: float) -> float:
+    """Linear in y within each profiled x, then linear in x (clamped at x's ends; beyond
+    the largest y the value scales in proportion, as attention work does)."""
+    def along(ys: np.ndarray, vs: np.ndarray) -> float:
+        if y > ys[-1]:
+            return float(vs[-1] * y / ys[-1])
+        return float(np.interp(y, ys, vs))
+
+    xs = [g[0] for g in grid]
+    i = int(np.searchsorted(xs, x))
+    if i == 0:
+        return along(*grid[0][1:])
+    if i >= len(grid):
+        return along(*grid[-1][1:])
+    (x0, y0s, v0s), (x1, y1s, v1s) = grid[i - 1], grid[i]
+    w = (x - x0) / (x1 - x0)
+    return (1 - w) * along(y0s, v0s) + w * along(y1s, v1s)
