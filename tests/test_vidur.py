@@ -192,3 +192,14 @@ def test_models_the_profiles_hold_map_to_catalog_names(cat) -> None:
         assert folder.model_key("a100", cat.model(name)) == key
     assert folder.model_key("a100", cat.model("codellama-34b")).endswith(
         "CodeLlama-34b-Instruct-hf")
+
+
+def test_a_fused_draft_model_missing_from_the_profiles_falls_back(cat) -> None:
+    from dsd.config import load_config
+    from dsd.sim.cluster import build_cluster
+
+    cfg = load_config("examples/single-pair.yaml", overrides=[
+        "cluster.targets.0.latency.type=vidur", "cluster.drafts.0.model=codellama-7b"])
+    with pytest.warns(RuntimeWarning, match="fused drafting with codellama-7b uses the"):
+        cluster = build_cluster(cfg)
+    assert cluster.servers[0].step.validated
