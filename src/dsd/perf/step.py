@@ -30,8 +30,8 @@ class ComposedStep:
     `AttentionModel.seconds` inlined (a test checks that both agree)."""
 
     __slots__ = ("hw", "validated", "source", "_linear", "_comm", "_head", "_attention",
-                 "_base", "_heads", "_overhead_s", "_seq_s", "_kv_s", "_pair_s", "_crit_s",
-                 "_blocks", "_sm", "_attn_fixed_s")
+                 "_base", "_forward", "_heads", "_overhead_s", "_seq_s", "_kv_s", "_pair_s",
+                 "_crit_s", "_blocks", "_sm", "_attn_fixed_s")
 
     def __init__(self, hw: Deployment, linear: Callable[[int], float],
                  comm: Callable[[int], float], head: Callable[[int], float],
@@ -42,7 +42,8 @@ class ComposedStep:
         self.source = source
         self._linear, self._comm, self._head = linear, comm, head
         self._attention = attention
-        self._base: dict[int, float] = {}  # query tokens -> linear + comm seconds
+        self._base: dict[int, float] = {}  # query tokens -> linear + comm + head (decode)
+        self._forward: dict[int, float] = {}  # query tokens -> linear + comm
         self._heads: dict[int, float] = {}  # logit positions -> head seconds
         self._overhead_s = overhead_s
         self._seq_s = seq_overhead_s
@@ -54,9 +55,16 @@ class ComposedStep:
     def _fill(self, query_tokens: int) -> float:
         """linear + comm + head over `query_tokens`: a decode/verify step's token-only part
         (every query position needs logits)."""
-        base = self._base[query_tokens] = (self._linear(query_tokens) + self._comm(query_tokens)
+        base = self._base[query_tokens] = (self._forward_s(query_tokens)
                                            + self._head_s(query_tokens))
         return base
+
+    def _forward_s(self, query_tokens: int) -> float:
+        forward = self._forward.get(query_tokens)
+        if forward is None:
+            forward = self._forward[query_tokens] = (self._linear(query_tokens)
+                                                     + self._comm(query_tokens))
+        return forward
 
     def _head_s(self, logits: int) -> float:
         head = self._heads.get(logits)
@@ -66,8 +74,7 @@ class ComposedStep:
 
     def _prefill_base(self, num_seqs: int, query_tokens: int) -> float:
         """A step of prefills only needs logits at each sequence's last position."""
-        return (self._linear(query_tokens) + self._comm(query_tokens)
-                + self._head_s(num_seqs))
+        return self._forward_s(query_tokens) + self._head_s(num_seqs)
 
     def step_s(self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int,
                max_kv: int = 0) -> float:
