@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dsd.catalog import load_catalog
+from dsd.errors import ConfigError, DataError
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 from dsd.perf.base import Deployment
 from dsd.perf.coefficients import resolve, rule_fractions, spec_rule
@@ -61,7 +62,7 @@ def interpolated(folder: VidurFolder, gpu_folder: str, catalog: Any) -> list[dic
     for model in catalog.models():
         try:
             key = folder.model_key(gpu_folder, model)
-        except Exception:
+        except DataError:  # a catalog model this GPU was not profiled with
             continue
         prof = folder.mlp(gpu_folder, key)
         for tp in prof.tps():
@@ -89,7 +90,7 @@ def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
 
 
 @register_experiment("gpu-fidelity", "latency models vs VIDUR's A100/H100/A40 measurements "
-                                     "(roofline, fitted, leave-one-model-out, interpolation)")
+                                     "(roofline, fitted, model/GPU left out, interpolation)")
 def gpu_fidelity(ctx: ExperimentContext) -> ExperimentResult:
     root = Path(ctx.options.get("profiles") or builtin_profiles())
     folder = VidurFolder(root)
@@ -101,7 +102,7 @@ def gpu_fidelity(ctx: ExperimentContext) -> ExperimentResult:
     for gpu_folder in folder.models:
         try:
             gpu = catalog.gpu(gpu_folder).name
-        except Exception:
+        except ConfigError:
             notes.append(f"skipped compute/{gpu_folder}: not a catalog GPU")
             continue
         pts = load_points(folder, gpu_folder, catalog, notes)
@@ -138,7 +139,7 @@ def gpu_fidelity(ctx: ExperimentContext) -> ExperimentResult:
         for i in range(len(pts)):
             points_rows[first + i]["rule_ms"] = rule[i] * 1e3
     if not points_rows:
-        raise ValueError(f"{root}: no profile of a catalog GPU and model")
+        raise DataError(f"{root}: no profile of a catalog GPU and model")
     return _report(ctx, points_rows, notes, root)
 
 

@@ -16,9 +16,9 @@ The host overhead per step is not a GPU property: it is the serving engine's sch
 input preparation, sampling and output processing. The default is vLLM's as VIDUR
 measured it on an A100 host at tensor parallelism 1 (`cpu_overheads.csv`, VIDUR commit
 6d98aa8: schedule + sampler + prepare inputs + process outputs medians, batch 8-128,
-fitted as 0.81 ms + 42 us per sequence, 1.1% error: scripts/vidur_cpu_overhead.py). Engines that overlap this work with
-the GPU (async scheduling) hide most of it: set `ops: {step_overhead_ms: 0,
-seq_overhead_us: 0}` in a catalog overlay to model that.
+fitted as 0.81 ms + 42 us per sequence, 1.1% error: scripts/vidur_cpu_overhead.py).
+Engines that overlap this work with the GPU (async scheduling) hide most of it: set
+`ops: {step_overhead_ms: 0, seq_overhead_us: 0}` in a catalog overlay to model that.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def spec_rule(gpu: GpuSpec, means: Mapping[str, float] | None = None) -> OpCoeff
 def resolve(gpu: GpuSpec) -> OpCoefficients:
     """Every coefficient set: the catalog's `ops` fields, the spec rule for the rest."""
     given = gpu.ops.given()
-    if "source" not in given and any(k not in ("validated",) for k in given):
+    if "source" not in given and set(given) - {"validated"}:  # some values set by hand
         given["source"] = "catalog" if gpu.ops.validated else "catalog + spec rule"
     return dataclasses.replace(spec_rule(gpu), **given)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from dsd.catalog import Catalog
 from dsd.catalog.gpu import GpuSpec, OpCoefficients
-from dsd.errors import DataError
+from dsd.errors import ConfigError, DataError
 from dsd.perf.coefficients import TILE_TOKENS
 from dsd.perf.ops import (
     ELEMENTWISE_OPS,
@@ -238,7 +238,7 @@ def calibrate(folders: Iterable[str], catalog: Catalog, notes: list[str] | None 
         for gpu_folder in folder.models:
             try:
                 gpu = catalog.gpu(gpu_folder)
-            except Exception:
+            except ConfigError:
                 if notes is not None:
                     notes.append(f"skipped {folder.root}/compute/{gpu_folder}: not a catalog GPU")
                 continue
