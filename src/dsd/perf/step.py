@@ -42,7 +42,7 @@ class ComposedStep:
         self.source = source
         self._linear, self._comm, self._head = linear, comm, head
         self._attention = attention
-        self._base: dict[int, float] = {}  # query tokens -> linear + comm + head (decode)
+        self._base: dict[int, float] = {}  # query tokens -> see _fill
         self._forward: dict[int, float] = {}  # query tokens -> linear + comm
         self._heads: dict[int, float] = {}  # logit positions -> head seconds
         self._overhead_s = overhead_s
@@ -53,10 +53,12 @@ class ComposedStep:
         self._blocks, self._sm, self._attn_fixed_s = a.kv_heads, a.sm_count, a.fixed_s
 
     def _fill(self, query_tokens: int) -> float:
-        """linear + comm + head over `query_tokens`: a decode/verify step's token-only part
-        (every query position needs logits)."""
+        """Everything of a decode/verify step that does not depend on its contexts:
+        linear + comm + head over `query_tokens` (every query position needs logits), the
+        attention kernels' fixed cost and the host's fixed overhead."""
         base = self._base[query_tokens] = (self._forward_s(query_tokens)
-                                           + self._head_s(query_tokens))
+                                           + self._head_s(query_tokens)
+                                           + self._attn_fixed_s + self._overhead_s)
         return base
 
     def _forward_s(self, query_tokens: int) -> float:
@@ -73,8 +75,10 @@ class ComposedStep:
         return head
 
     def _prefill_base(self, num_seqs: int, query_tokens: int) -> float:
-        """A step of prefills only needs logits at each sequence's last position."""
-        return self._forward_s(query_tokens) + self._head_s(num_seqs)
+        """As `_fill` for a step of prefills, which needs logits only at each sequence's
+        last position."""
+        return (self._forward_s(query_tokens) + self._head_s(num_seqs) + self._attn_fixed_s
+                + self._overhead_s)
 
     def step_s(self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int,
                max_kv: int = 0) -> float:
@@ -94,8 +98,7 @@ class ComposedStep:
             if critical > memory:
                 memory = critical
         compute = attn_pairs * self._pair_s
-        return (base + (compute if compute > memory else memory) + self._attn_fixed_s
-                + self._overhead_s + self._seq_s * num_seqs)
+        return base + (compute if compute > memory else memory) + self._seq_s * num_seqs
 
     def breakdown(self, num_seqs: int, query_tokens: int, context_tokens: int,
                   attn_pairs: int, max_kv: int = 0) -> dict[str, float]:
@@ -129,7 +132,7 @@ class MeasuredAttentionStep(ComposedStep):
                 base = self._fill(query_tokens)
         else:
             base = self._prefill_base(num_seqs, query_tokens)
-        return (base + self._overhead_s + self._seq_s * num_seqs
+        return (base - self._attn_fixed_s + self._seq_s * num_seqs
                 + self._attention.seconds(num_seqs, query_tokens, context_tokens,
                                           attn_pairs, max_kv))
 
