@@ -1,14 +1,14 @@
 """What the public-API HF backend costs against the legacy one (runtime/backend.py).
 
-A: legacy `ModelRunner.forward_batch`: caches left-padded and stacked into one forward
+legacy: `ModelRunner.forward_batch`: caches left-padded and stacked into one forward
    (private `DynamicCache(ddp_cache_data=)` / `layer.keys`), oneDNN-prepacked linears
    (private `torch.ops.mkldnn` ops).
-B: `backends.hf.HFBackend.forward_batch`: public API only, one forward per session, plain
-   nn.Linear.
-Both run the same verify step: `batch` sessions with `context` cached tokens each verify
-gamma + 1 = 5 tokens, then crop back. A and B alternate (A,B,B,A,...) and the medians and
-B/A ratio are printed per (model, batch, context). Models are random (weights do not change
-speed): `tiny` is the test pair's shape, `qwen0.5b` has Qwen2.5-0.5B's shape.
+padded: `backends.hf.HFBackend` (public API only), one padded forward, plain nn.Linear.
+sequential: the same backend with `batching="sequential"`: one forward per session.
+All run the same verify step: `batch` sessions with `context` cached tokens each verify
+gamma + 1 = 5 tokens, then crop back. The variants rotate in order every rep; medians and
+the ratios to legacy are printed per (model, batch, context). Models are random (weights do
+not change speed): `tiny` is the test pair's shape, `qwen0.5b` has Qwen2.5-0.5B's shape.
 
     python benchmarks/hf_backend_cost.py [--models tiny,qwen0.5b] [--batches 1,4,16]
         [--contexts 64,512] [--reps 7] [--threads 1]
@@ -45,50 +45,52 @@ def build(shape: str):
     raise SystemExit(f"unknown model shape {shape!r}")
 
 
-def steps(legacy, public, batch: int, ctx: int):
-    """Prefill `batch` sessions of `ctx` tokens on both; return (run_a, run_b, cleanup)."""
-    import torch
-
+def verify_legacy(legacy, prompts, query, ctx: int):
     from dsd.runtime.backend import KVState
-    from dsd.runtime.backends.base import Step
 
-    gen = torch.Generator().manual_seed(1)
-    vocab = public.vocab_size
-    prompts = [torch.randint(0, vocab, (ctx,), generator=gen).tolist() for _ in range(batch)]
-    query = [torch.randint(0, vocab, (QUERY,), generator=gen).tolist() for _ in range(batch)]
-    a_kvs = [KVState() for _ in prompts]
-    b_kvs = [public.new_kv() for _ in prompts]
-    for p, a, b in zip(prompts, a_kvs, b_kvs, strict=True):
-        legacy.forward(a, p, keep=1)
-        public.prefill(b, p)
+    kvs = [KVState() for _ in prompts]
+    for p, kv in zip(prompts, kvs, strict=True):
+        legacy.forward(kv, p, keep=1)
 
-    def run_a():
-        legacy.forward_batch(list(zip(a_kvs, query, strict=True)))
-        for kv in a_kvs:
+    def run():
+        legacy.forward_batch(list(zip(kvs, query, strict=True)))
+        for kv in kvs:
             kv.crop(ctx)
 
-    def run_b():
-        public.forward_batch([Step(kv, q) for kv, q in zip(b_kvs, query, strict=True)])
-        for kv in b_kvs:
+    return run, lambda: None
+
+
+def verify_public(backend, prompts, query, ctx: int):
+    from dsd.runtime.backends.base import Step
+
+    kvs = [backend.new_kv() for _ in prompts]
+    for p, kv in zip(prompts, kvs, strict=True):
+        backend.prefill(kv, p)
+
+    def run():
+        backend.forward_batch([Step(kv, q) for kv, q in zip(kvs, query, strict=True)])
+        for kv in kvs:
             kv.crop(ctx)
 
     def cleanup():
-        for kv in b_kvs:
+        for kv in kvs:
             kv.release()
 
-    return run_a, run_b, cleanup
+    return run, cleanup
 
 
-def interleaved(run_a, run_b, reps: int) -> tuple[float, float]:
-    """Median seconds of A and B, alternating A,B / B,A each rep after one warm-up each."""
-    times = {run_a: [], run_b: []}
-    run_a(), run_b()
+def rotated(runs: list, reps: int) -> list[float]:
+    """Median seconds per run; the order rotates every rep, after one warm-up each."""
+    times: list[list[float]] = [[] for _ in runs]
+    for run in runs:
+        run()
     for rep in range(reps):
-        for fn in (run_a, run_b) if rep % 2 == 0 else (run_b, run_a):
+        for k in range(len(runs)):
+            i = (k + rep) % len(runs)
             t0 = time.perf_counter()
-            fn()
-            times[fn].append(time.perf_counter() - t0)
-    return statistics.median(times[run_a]), statistics.median(times[run_b])
+            runs[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> int:
@@ -108,19 +110,30 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch threads {args.threads}; verify of {QUERY} tokens per session; medians of "
-          f"{args.reps} interleaved reps (ms per step)")
-    print(f"{'model':9s} {'batch':>5s} {'ctx':>5s} {'legacy A':>9s} {'public B':>9s} {'B/A':>6s}")
+          f"{args.reps} rotated reps (ms per step; ratio = variant / legacy)")
+    print(f"{'model':9s} {'batch':>5s} {'ctx':>5s} {'legacy':>9s} {'padded':>9s} {'ratio':>6s} "
+          f"{'sequential':>10s} {'ratio':>6s}")
     for shape in args.models.split(","):
         model = build(shape)
         legacy = runner_from_model(copy.deepcopy(model), None, "a", prepack=True)
-        public = HFBackend(model, None, "b")
+        padded = HFBackend(model, None, "b")
+        sequential = HFBackend(model, None, "c", batching="sequential")
+        gen = torch.Generator().manual_seed(1)
+        vocab = padded.vocab_size
         for batch in (int(b) for b in args.batches.split(",")):
             for ctx in (int(c) for c in args.contexts.split(",")):
-                run_a, run_b, cleanup = steps(legacy, public, batch, ctx)
-                a, b = interleaved(run_a, run_b, args.reps)
-                cleanup()
+                prompts = [torch.randint(0, vocab, (ctx,), generator=gen).tolist()
+                           for _ in range(batch)]
+                query = [torch.randint(0, vocab, (QUERY,), generator=gen).tolist()
+                         for _ in range(batch)]
+                variants = [verify_legacy(legacy, prompts, query, ctx),
+                            verify_public(padded, prompts, query, ctx),
+                            verify_public(sequential, prompts, query, ctx)]
+                a, b, c = rotated([run for run, _ in variants], args.reps)
+                for _, cleanup in variants:
+                    cleanup()
                 print(f"{shape:9s} {batch:5d} {ctx:5d} {a * 1e3:9.1f} {b * 1e3:9.1f} "
-                      f"{b / a:6.2f}", flush=True)
+                      f"{b / a:6.2f} {c * 1e3:10.1f} {c / a:6.2f}", flush=True)
     return 0
 
 

@@ -20,7 +20,10 @@ except Exception:  # not installed, or its shared library does not load
 needs_llama = pytest.mark.skipif(
     not HAVE_LLAMA, reason="llama-cpp-python is not installed (pip install 'dsd[llamacpp]')")
 
-KINDS = ["hf", pytest.param("llamacpp", marks=needs_llama)]
+# hf-sequential: one forward per session instead of one padded forward;
+# llamacpp-streams: one KV stream per session (kv_unified=False) instead of one shared pool
+KINDS = ["hf", "hf-sequential", pytest.param("llamacpp", marks=needs_llama),
+         pytest.param("llamacpp-streams", marks=needs_llama)]
 
 
 @functools.cache
@@ -38,7 +41,10 @@ def open_backend(kind: str, which: str = "target", **options):
     from dsd.runtime.backends import load_backend
 
     root = tiny_dir()
-    if kind == "llamacpp":
+    if kind.startswith("llamacpp"):
         options.setdefault("n_threads", 1)
+        options.setdefault("kv_unified", kind == "llamacpp")
         return load_backend(root / f"{which}.gguf", "llamacpp", **options)
+    if kind == "hf-sequential":
+        options.setdefault("batching", "sequential")
     return load_backend(root / which, "hf", device="cpu", **options)

@@ -24,8 +24,11 @@ PROMPTS = ["hello there", "a much longer prompt with words", "x", "mid size one"
 
 @pytest.fixture(scope="module", params=KINDS)
 def backend(request):
-    budget = "kv_capacity" if request.param == "hf" else "kv_tokens"
-    b = open_backend(request.param, max_sessions=8, **{budget: 512})
+    if request.param.startswith("hf"):
+        b = open_backend(request.param, max_sessions=8, kv_capacity=512)
+    else:  # streams: 8 slices of 256 tokens (llama.cpp's smallest slice)
+        b = open_backend(request.param, max_sessions=8,
+                         kv_tokens=512 if request.param == "llamacpp" else 2048)
     yield b
     b.close()
 
@@ -53,12 +56,13 @@ def ids(backend, text):
 def test_metadata(backend):
     tok = backend.tokenizer
     assert backend.vocab_size == len(tok) == 259
-    assert backend.max_context >= 512
+    assert backend.max_context >= 256
+    assert backend.max_context * backend.max_sessions >= backend.kv_capacity >= 512
     assert tok.eos_token_id in backend.eos_ids
     assert len(backend.fingerprint) == 32
     text = "round trip: ünïcode ✓"
     assert tok.decode(ids(backend, text)) == text
-    assert backend.kv_capacity >= 512 and backend.max_sessions == 8
+    assert backend.max_sessions == 8
 
 
 def test_ragged_batch_equals_sequential_forwards(backend, fresh):
@@ -102,16 +106,19 @@ def test_chunked_prefill_equals_one_shot(backend, fresh):
 
 def test_prefill_chunk_mixed_into_a_verify_batch(backend, fresh):
     """A new session's prompt chunk rides in the same forward as other sessions' verifies."""
-    p0, p1 = ids(backend, PROMPTS[0]), ids(backend, PROMPTS[1])
-    old = fresh()
+    p0, p1, p2 = (ids(backend, p) for p in PROMPTS[:3])
+    old, other = fresh(), fresh()
     backend.prefill(old, p0)
+    backend.prefill(other, p2)
     new = fresh()
-    out = backend.forward_batch([Step(old, [7, 8, 9]), Step(new, p1[:5], 0)])
+    out = backend.forward_batch([Step(old, [7, 8, 9], 2), Step(new, p1[:5], 0),
+                                 Step(other, [4, 5])])
     out2 = backend.forward_batch([Step(new, p1[5:], 1)])
-    ref_old = fresh()
-    ref_new = fresh()
+    ref_old, ref_other, ref_new = fresh(), fresh(), fresh()
     backend.prefill(ref_old, p0)
-    assert torch.allclose(out[0], backend.forward(ref_old, [7, 8, 9]), atol=ATOL)
+    backend.prefill(ref_other, p2)
+    assert torch.allclose(out[0], backend.forward(ref_old, [7, 8, 9])[-2:], atol=ATOL)
+    assert torch.allclose(out[2], backend.forward(ref_other, [4, 5]), atol=ATOL)
     assert torch.allclose(out2[0][-1], backend.prefill(ref_new, p1), atol=ATOL)
 
 
@@ -148,6 +155,8 @@ def test_release_frees_the_budget(backend, fresh):
 
 def test_kv_budget_refuses_a_step_and_changes_nothing(backend, fresh):
     cap = backend.kv_capacity
+    if backend.max_context < cap:
+        pytest.skip("per-session KV slices: a session's limit is its context length")
     a, b = fresh(), fresh()
     backend.prefill(a, [3] * (cap - 10))
     assert not backend.fits(11) and backend.fits(10)

@@ -8,9 +8,15 @@ limits the LM head to the positions asked for.
 `Cache.crop` takes a negative count (tokens to remove): transformers 5.x refuses a positive
 one, and 4.x reads a negative one the same way, so it is the one form both accept.
 
-A ragged batch runs one forward per session: no padding and no KV copies, at the price of
-one weight pass per session instead of one per batch. The llama.cpp backend is the one that
-batches ragged sessions into one engine step (see README, "Backends", for the measured cost).
+A ragged batch of sessions that all hold tokens runs as ONE padded forward
+(`batching="padded"`, the default): the caches are read by iterating them and stacked
+left-padded into a fresh `DynamicCache` with `Cache.update`, the queries right-padded, an
+attention mask hides the padding and position ids continue each session's own sequence;
+each session then gets a new cache of its own rows (`Cache.update` again). That copies every
+session's KV twice per step, which is what the llama.cpp backend avoids; but one weight pass
+for the batch instead of one per session is worth it on CPU (docs/backends.md has the
+figures). `batching="sequential"` runs one forward per session: no padding, no copies.
+Empty sessions (prefills) always run on their own.
 """
 
 from __future__ import annotations
@@ -42,8 +48,12 @@ class HFBackend(Backend):
         name: str = "model",
         kv_capacity: int | None = None,
         max_sessions: int | None = None,
+        batching: str = "padded",
     ) -> None:
         super().__init__()
+        if batching not in ("padded", "sequential"):
+            raise BackendError(f"batching must be 'padded' or 'sequential', got {batching!r}")
+        self.batching = batching
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -64,15 +74,62 @@ class HFBackend(Backend):
 
     @torch.inference_mode()
     def _forward(self, steps: list[Step]) -> list[torch.Tensor]:
-        out: list[torch.Tensor] = []
+        out: dict[int, torch.Tensor] = {}
+        cached = [i for i, s in enumerate(steps) if s.kv.length > 0]
+        if self.batching == "padded" and len(cached) > 1:
+            rows = self._padded([steps[i] for i in cached])  # touches no cache if it fails
+            out.update(zip(cached, rows, strict=True))
+        done: list[Step] = []
         try:
-            for step in steps:
-                out.append(self._one(step.kv, step.tokens, step.n_keep))
+            for i, step in enumerate(steps):
+                if i not in out:
+                    done.append(step)
+                    out[i] = self._one(step.kv, step.tokens, step.n_keep)
         except Exception:
-            for step in steps[:len(out) + 1]:  # leave every cache as it was before the batch
+            for step in done:  # leave every cache as it was before the batch
                 if step.kv.cache is not None:
                     self._crop(step.kv, step.kv.length)
             raise
+        return [out[i] for i in range(len(steps))]
+
+    def _padded(self, steps: list[Step]) -> list[torch.Tensor]:
+        """One forward for sessions that all hold tokens (see the module docstring)."""
+        from transformers import DynamicCache
+
+        dev, bsz = self.device, len(steps)
+        lmax = max(s.kv.length for s in steps)
+        qmax = max(len(s.tokens) for s in steps)
+        batch = DynamicCache()
+        per_session = [list(s.kv.cache) for s in steps]  # per layer: (keys, values, ...)
+        for layer in range(len(per_session[0])):
+            k0, v0 = per_session[0][layer][:2]
+            keys = k0.new_zeros((bsz, k0.shape[1], lmax, k0.shape[3]))
+            vals = v0.new_zeros((bsz, v0.shape[1], lmax, v0.shape[3]))
+            for row, step in enumerate(steps):
+                k, v = per_session[row][layer][:2]
+                keys[row, :, lmax - step.kv.length:] = k[0, :, :step.kv.length]
+                vals[row, :, lmax - step.kv.length:] = v[0, :, :step.kv.length]
+            batch.update(keys, vals, layer)
+        ids = torch.zeros((bsz, qmax), dtype=torch.long, device=dev)
+        mask = torch.zeros((bsz, lmax + qmax), dtype=torch.long, device=dev)
+        pos = torch.zeros((bsz, qmax), dtype=torch.long, device=dev)
+        for row, step in enumerate(steps):
+            n, length = len(step.tokens), step.kv.length
+            ids[row, :n] = torch.tensor(list(step.tokens), dtype=torch.long)
+            mask[row, lmax - length:lmax + n] = 1
+            pos[row] = torch.arange(length, length + qmax)
+        res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         logits_to_keep=qmax, **{self._cache_arg: batch})
+        layers = [kv[:2] for kv in batch]
+        out = []
+        for row, step in enumerate(steps):
+            n, length = len(step.tokens), step.kv.length
+            start, stop = lmax - length, lmax + n
+            own = DynamicCache()
+            for layer, (k, v) in enumerate(layers):
+                own.update(k[row:row + 1, :, start:stop], v[row:row + 1, :, start:stop], layer)
+            step.kv.cache = own
+            out.append(res.logits[row, n - step.n_keep:n].float().cpu())
         return out
 
     def _one(self, kv: HFKV, tokens, keep: int) -> torch.Tensor:
@@ -119,6 +176,7 @@ def load_hf(
     name: str | None = None,
     kv_capacity: int | None = None,
     max_sessions: int | None = None,
+    batching: str = "padded",
 ) -> HFBackend:
     """Load a transformers model directory (config.json) or a .gguf file (dequantized)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -144,7 +202,8 @@ def load_hf(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendError(f"cannot load model from {path}: {first}") from None
     label = name or (Path(kwargs["gguf_file"]).stem if kwargs else path.name)
-    return HFBackend(model, tok, label, kv_capacity=kv_capacity, max_sessions=max_sessions)
+    return HFBackend(model, tok, label, kv_capacity=kv_capacity, max_sessions=max_sessions,
+                     batching=batching)
 
 
 def _device(device: str) -> torch.device:

@@ -138,6 +138,7 @@ class LlamaCppBackend(Backend):
         n_threads: int | None = None,
         kv_type: str = "f16",
         flash_attn: bool | None = False,
+        kv_unified: bool = True,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -157,6 +158,7 @@ class LlamaCppBackend(Backend):
         threads = n_threads or _default_threads()
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = kv_tokens
+        n_batch = max(n_batch, max_sessions)  # llama.cpp sizes outputs for a token per sequence
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch
         cparams.n_seq_max = max_sessions
@@ -166,7 +168,7 @@ class LlamaCppBackend(Backend):
             cparams.flash_attn_type = int(flash_attn)
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
-        cparams.kv_unified = True  # one pool of n_ctx cells shared by every sequence
+        cparams.kv_unified = kv_unified
         cparams.no_perf = True
         ctx = lib.llama_init_from_model(model, cparams)
         if not ctx:
@@ -184,7 +186,8 @@ class LlamaCppBackend(Backend):
         self.path = path
         self.vocab_size = int(lib.llama_vocab_n_tokens(vocab))
         self.kv_capacity = int(lib.llama_n_ctx(ctx))
-        self.max_context = min(self.kv_capacity, int(lib.llama_model_n_ctx_train(model)))
+        per_session = int(lib.llama_n_ctx_seq(ctx))  # n_ctx unified, n_ctx / n_seq_max split
+        self.max_context = min(per_session, int(lib.llama_model_n_ctx_train(model)))
         self.max_sessions = max_sessions
         self.n_batch = int(lib.llama_n_batch(ctx))
         self.n_threads = threads
