@@ -80,6 +80,8 @@ def main() -> int:
     ap.add_argument("--context", type=int, default=64, help="verify: tokens cached per session")
     ap.add_argument("--no-kv-unified", dest="kv_unified", action="store_false",
                     help="one KV stream per session instead of one shared pool")
+    ap.add_argument("--flash-attn", action="store_true",
+                    help="llama.cpp flash attention (faster over a big pool; not batch-invariant)")
     args = ap.parse_args()
     if args.core >= 0:
         os.sched_setaffinity(0, {args.core})
@@ -90,7 +92,8 @@ def main() -> int:
     from dsd.runtime.tiny_gguf import write_tiny_gguf_pair
 
     sizes = [int(s) for s in args.sessions.split(",")]
-    opts = {"max_sessions": max(sizes), "n_threads": 1, "kv_unified": args.kv_unified}
+    opts = {"max_sessions": max(sizes), "n_threads": 1, "kv_unified": args.kv_unified,
+            "flash_attn": args.flash_attn}
     results: dict[int, list[float]] = {s: [] for s in sizes}
     with tempfile.TemporaryDirectory(prefix="dsd-bench-") as tmp:
         target_path, draft_path = write_tiny_gguf_pair(tmp)
@@ -125,7 +128,8 @@ def main() -> int:
             target.close()
             draft.close()
     print(f"{what}; 1 core (core {args.core}), gamma {args.gamma}, kv_unified "
-          f"{args.kv_unified}; medians of {args.reps} interleaved reps")
+          f"{args.kv_unified}, flash_attn {args.flash_attn}; medians of {args.reps} "
+          f"interleaved reps")
     med = {s: statistics.median(results[s]) for s in sizes}
     for s in sizes:
         print(f"  {s:3d} sessions: {med[s]:10.1f} {unit}")
