@@ -26,6 +26,10 @@ def test_backend_choice_by_file_type(tmp_path):
         load_backend(tmp_path / "missing.gguf")
     with pytest.raises(BackendError, match="no config.json"):
         load_backend(tmp_path)
+    # transformers' GGUF tokenizer conversion rejects the tiny GGUF (its inert merge): one
+    # line, not a Rust panic
+    with pytest.raises(BackendError, match="transformers cannot load .*target.gguf"):
+        load_backend(root / "target.gguf", "hf", device="cpu")
 
 
 @needs_llama

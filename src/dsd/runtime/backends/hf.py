@@ -198,9 +198,12 @@ def load_hf(
         tok = AutoTokenizer.from_pretrained(str(path), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=tdtype, device_map=dev,
                                                      **kwargs)
-    except (OSError, ValueError) as exc:
+    except BaseException as exc:  # tokenizers' Rust side raises a BaseException on a panic
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackendError(f"cannot load model from {path}: {first}") from None
+        where = path / kwargs["gguf_file"] if kwargs else path
+        raise BackendError(f"transformers cannot load {where}: {first}") from None
     label = name or (Path(kwargs["gguf_file"]).stem if kwargs else path.name)
     return HFBackend(model, tok, label, kv_capacity=kv_capacity, max_sessions=max_sessions,
                      batching=batching)
