@@ -78,3 +78,20 @@ def test_gguf_tokenizer_surface():
         assert tok.get_vocab()["</s>"] == tok.eos_token_id == 257
     finally:
         b.close()
+
+
+@needs_llama
+def test_use_after_close_is_an_error_not_a_crash():
+    b = open_backend("llamacpp", kv_tokens=256)
+    kv = b.new_kv()
+    b.forward(kv, [1, 2, 3])
+    tok = b.tokenizer
+    b.close()
+    with pytest.raises(BackendError, match="closed"):
+        b.forward(kv, [4])
+    with pytest.raises(BackendError, match="closed"):
+        b.new_kv()
+    with pytest.raises(RuntimeError, match="closed"):
+        tok("hello")
+    kv.release()  # nothing left to free: a no-op
+    assert b.kv_used == 0 and b.sessions == 0

@@ -22,6 +22,8 @@ class Encoding:
 
 
 class GGUFTokenizer:
+    """Valid while its backend is open: `owner.model` (the llama_model) must be alive."""
+
     def __init__(self, lib, model, vocab, owner=None) -> None:
         self._lib = lib  # the llama_cpp module (ctypes bindings)
         self._model = model
@@ -48,8 +50,8 @@ class GGUFTokenizer:
     @cached_property
     def texts(self) -> list[str]:
         """Token text by id, as the GGUF spells it (e.g. byte-level 'Ġhello')."""
-        get = self._lib.llama_vocab_get_text
-        return [get(self._vocab, i).decode("utf-8", errors="replace") for i in range(self._n)]
+        get, vocab = self._lib.llama_vocab_get_text, self._live()
+        return [get(vocab, i).decode("utf-8", errors="replace") for i in range(self._n)]
 
     def get_vocab(self) -> dict[str, int]:
         vocab: dict[str, int] = {}
@@ -59,8 +61,8 @@ class GGUFTokenizer:
 
     def eog_ids(self) -> set[int]:
         """Every end-of-generation token llama.cpp knows (EOS, EOT, <|im_end|>...)."""
-        is_eog = self._lib.llama_vocab_is_eog
-        return {i for i in range(self._n) if is_eog(self._vocab, i)}
+        is_eog, vocab = self._lib.llama_vocab_is_eog, self._live()
+        return {i for i in range(self._n) if is_eog(vocab, i)}
 
     @property
     def bos_token(self) -> str | None:
@@ -72,12 +74,18 @@ class GGUFTokenizer:
 
     # ---- text <-> ids ---------------------------------------------------------------------
 
+    def _live(self):
+        if self._owner is not None and not self._owner.model:
+            raise RuntimeError("the tokenizer's llama.cpp model was closed")
+        return self._vocab
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        vocab = self._live()
         data = text.encode("utf-8")
         cap = len(data) + 8
         for _ in range(2):
             buf = (self._lib.llama_token * cap)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, cap,
+            n = self._lib.llama_tokenize(vocab, data, len(data), buf, cap,
                                          add_special_tokens, True)
             if n >= 0:
                 return list(buf[:n])
@@ -91,11 +99,12 @@ class GGUFTokenizer:
         ids = [int(i) for i in ids]
         if not ids:
             return ""
+        vocab = self._live()
         arr = (self._lib.llama_token * len(ids))(*ids)
         cap = 8 * len(ids) + 16
         for _ in range(2):
             buf = ctypes.create_string_buffer(cap)
-            n = self._lib.llama_detokenize(self._vocab, arr, len(ids), buf, cap, False,
+            n = self._lib.llama_detokenize(vocab, arr, len(ids), buf, cap, False,
                                            not skip_special_tokens)
             if n >= 0:
                 return buf.raw[:n].decode("utf-8", errors="replace")
@@ -104,10 +113,11 @@ class GGUFTokenizer:
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         """The raw bytes one token stands for (a piece of a UTF-8 character at times)."""
+        vocab = self._live()
         cap = 32
         for _ in range(2):
             buf = ctypes.create_string_buffer(cap)
-            n = self._lib.llama_token_to_piece(self._vocab, int(token), buf, cap, 0, special)
+            n = self._lib.llama_token_to_piece(vocab, int(token), buf, cap, 0, special)
             if n >= 0:
                 return buf.raw[:n]
             cap = -n

@@ -10,7 +10,8 @@ cells are freed the same way. A batch longer than `n_batch` tokens is fed in sev
 `llama_decode` calls (the KV cache carries over between them).
 
 The batch arrays are numpy buffers owned here and pointed to by one `llama_batch` struct, so
-filling a step is a few vectorized copies rather than a ctypes call per token.
+filling a step is a few vectorized copies rather than a ctypes call per token. A llama
+context is not thread-safe: call a backend from one thread at a time.
 
 Flash attention is off by default (as in llama-cpp-python's `Llama`): on CPU it rounds
 attention in f16 and its result depends on where a sequence's cells sit in the shared KV
@@ -199,26 +200,33 @@ class LlamaCppBackend(Backend):
     # ---- sessions -------------------------------------------------------------------------
 
     def _new_kv(self) -> LlamaKV:
+        self._check_open()
         if not self._free_seqs:  # the base class checks max_sessions first
             raise KVBudgetError(f"{self.name}: no free llama.cpp sequence")
         return LlamaKV(self, self._free_seqs.pop())
 
     def _crop(self, kv: LlamaKV, n: int) -> None:
+        self._check_open()
         if not self._lib.llama_memory_seq_rm(self._mem, kv.seq_id, n, -1):
             raise BackendError(f"llama.cpp could not trim sequence {kv.seq_id} to {n} tokens")
 
     def _release(self, kv: LlamaKV) -> None:
-        self._lib.llama_memory_seq_rm(self._mem, kv.seq_id, -1, -1)  # a whole sequence: never fails
+        if self._own.ctx is not None:  # after close() the whole context is gone already
+            self._lib.llama_memory_seq_rm(self._mem, kv.seq_id, -1, -1)  # never fails
         self._free_seqs.append(kv.seq_id)
 
     def close(self) -> None:
+        """Free the context and the model; later calls raise, releases are no-ops."""
         self._own.free()
+
+    def _check_open(self) -> None:
+        if self._own.ctx is None:
+            raise BackendError(f"{self.name}: backend is closed")
 
     # ---- the ragged forward ---------------------------------------------------------------
 
     def _forward(self, steps: list[Step]) -> list[torch.Tensor]:
-        if self._own.ctx is None:
-            raise BackendError(f"{self.name}: backend is closed")
+        self._check_open()
         sizes = [len(s.tokens) for s in steps]
         total = sum(sizes)
         tokens = np.fromiter((t for s in steps for t in s.tokens), dtype=np.int32, count=total)
