@@ -42,7 +42,8 @@ def resolve_backend(path: str | Path, backend: str = "auto") -> str:
 def load_backend(path: str | Path, backend: str = "auto", **options) -> Backend:
     """Load a model for the runtime. `options` go to the engine's loader:
     hf: device, dtype, name, kv_capacity, max_sessions, batching;
-    llamacpp: kv_tokens, max_sessions, n_batch, n_threads, kv_type, flash_attn, name."""
+    llamacpp: kv_tokens, max_sessions, n_batch, n_threads, kv_type, flash_attn, kv_unified,
+    name."""
     kind = resolve_backend(path, backend)
     if kind == "llamacpp":
         from dsd.runtime.backends.llamacpp import LlamaCppBackend
