@@ -191,7 +191,8 @@ async def cancel_mid_verify(port: int, vocab: int, rng: random.Random) -> None:
 
 
 ROGUE_KINDS = ("oov_prompt", "minus_one", "oov_draft", "big_gamma", "verify_first",
-               "double_open", "empty", "bad_proposal", "bad_sampling", "open_and_leave")
+               "double_open", "empty", "bad_proposal", "nan_proposal", "oov_proposal",
+               "bad_sampling", "open_and_leave")
 
 
 async def rogue_session(port: int, kind: str, vocab: int, rng: random.Random,
@@ -230,6 +231,10 @@ async def rogue_session(port: int, kind: str, vocab: int, rng: random.Random,
             "empty": [pb.EdgeMessage().SerializeToString()],
             "bad_proposal": [open_msg(prompt, sampled),
                              verify_msg([3], [pb.SparseDist(ids=[3, 4], probs=[1.0])])],
+            "nan_proposal": [open_msg(prompt, sampled),
+                             verify_msg([3], [pb.SparseDist(ids=[3], probs=[float("nan")])])],
+            "oov_proposal": [open_msg(prompt, sampled),
+                             verify_msg([3], [pb.SparseDist(ids=[3, vocab], probs=[0.5, 0.5])])],
             "bad_sampling": [open_msg(prompt, pb.SamplingParams(temperature=-1.0, top_p=2.0))],
             "open_and_leave": [open_msg(prompt)],
         }[kind]

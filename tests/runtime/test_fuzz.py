@@ -25,7 +25,7 @@ from rt_helpers import ServedStack, collect, make_edge, reference_greedy  # noqa
 
 pytestmark = pytest.mark.runtime
 
-BOUNDED = settings(max_examples=30, deadline=None, database=None, derandomize=True,
+BOUNDED = settings(max_examples=20, deadline=None, database=None, derandomize=True,
                    suppress_health_check=list(HealthCheck))
 
 

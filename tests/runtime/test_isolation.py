@@ -228,7 +228,7 @@ def test_rogue_sessions_beside_normal_streams(tiny, backend_runners):
     for i, code in enumerate(codes):
         by_kind.setdefault(ROGUE_KINDS[i % len(ROGUE_KINDS)], set()).add(code)
     for kind in ("oov_prompt", "minus_one", "oov_draft", "big_gamma", "double_open", "empty",
-                 "bad_proposal", "bad_sampling"):
+                 "bad_proposal", "nan_proposal", "oov_proposal", "bad_sampling"):
         assert by_kind[kind] == {"INVALID_ARGUMENT"}, (kind, by_kind[kind])
     assert by_kind["verify_first"] == {"FAILED_PRECONDITION"}
     assert left == 0

@@ -76,8 +76,9 @@ def _edge_args(p: argparse.ArgumentParser, port: int = 8000) -> None:
                    help="requests served at once; more wait in the queue (default 256)")
     p.add_argument("--max-queue", type=int, default=1024,
                    help="requests waiting beyond --max-running; more get 429 (default 1024)")
-    p.add_argument("--queue-timeout-s", type=float, default=60.0,
-                   help="longest wait in the queue, then 429 (default 60)")
+    p.add_argument("--queue-timeout-s", type=float, default=300.0,
+                   help="longest wait in the queue, then 429 (default 300; a client that "
+                        "leaves the queue is dropped at once)")
     p.add_argument("--max-connections", type=int, default=4096,
                    help="open HTTP connections; over it the oldest idle one is closed "
                         "(clamped below the file-descriptor limit; default 4096)")
@@ -108,8 +109,8 @@ def register(sub) -> None:
                    help="open sessions (KV caches); more wait in the queue (default 256)")
     v.add_argument("--max-queue", type=int, default=1024,
                    help="sessions waiting beyond --max-sessions; more are refused (default 1024)")
-    v.add_argument("--queue-timeout-s", type=float, default=60.0,
-                   help="longest wait for a session slot (default 60)")
+    v.add_argument("--queue-timeout-s", type=float, default=300.0,
+                   help="longest wait for a session slot (default 300)")
     v.add_argument("--session-idle-timeout-s", type=float, default=30.0,
                    help="close a session whose edge sent nothing for this long (default 30)")
     v.add_argument("--max-sessions-per-peer", type=int, default=None,
@@ -168,6 +169,10 @@ def register(sub) -> None:
 
 def _setup(args) -> None:
     from dsd.runtime.logs import setup_logging
+
+    # gRPC's core logs each failed handshake at INFO straight to stderr, unthrottled (a
+    # client with the wrong TLS setting would add a line per attempt); keep its errors only.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
     setup_logging(args.log_level, json_logs=not args.plain_logs)
 

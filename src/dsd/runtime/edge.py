@@ -98,7 +98,7 @@ class EdgeEngine:
         eos_ids: set[int] | None = None,
         max_running: int = 256,
         max_queue: int = 1024,
-        queue_timeout_s: float = 60.0,
+        queue_timeout_s: float = 300.0,
     ) -> None:
         if not endpoints:
             raise DsdError("the edge needs at least one verifier")

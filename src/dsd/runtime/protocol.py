@@ -9,7 +9,6 @@ that generated them.
 from __future__ import annotations
 
 import hmac
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,10 +189,7 @@ def check_verify(msg: pb.Verify, greedy: bool, vocab_size: int) -> str | None:
         return None
     if len(msg.proposals) != gamma:
         return f"sampling needs one proposal per draft token ({len(msg.proposals)} != {gamma})"
-    for q in msg.proposals:
+    for q in msg.proposals:  # shapes only; the values are checked on tensors by the verifier
         if not q.ids or len(q.ids) != len(q.probs) or len(q.ids) > MAX_PROPOSAL_SUPPORT:
-            return "malformed proposal distribution"
-        # min/max/fsum run in C: this check sits on every sampled round's path
-        if max(q.ids) >= vocab_size or min(q.probs) < 0 or not math.isfinite(math.fsum(q.probs)):
             return "malformed proposal distribution"
     return None

@@ -124,7 +124,7 @@ class VerifierCore:
         max_sessions: int = 256,
         metrics: VerifierMetrics | None = None,
         max_queue: int = 1024,
-        queue_timeout_s: float = 60.0,
+        queue_timeout_s: float = 300.0,
     ) -> None:
         self.runner = runner
         self.batcher = batcher

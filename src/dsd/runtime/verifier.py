@@ -59,6 +59,22 @@ def params_from_pb(s: pb.SamplingParams) -> SamplingParams:
     )
 
 
+def proposals_from_pb(v: pb.Verify, vocab_size: int) -> list[SparseDist] | None:
+    """The proposals as tensors, or None if their values are malformed. Checked on the
+    tensors: a Python loop over every id and probability cost more than the conversion."""
+    import torch
+
+    out = [SparseDist(torch.tensor(list(q.ids), dtype=torch.int64),
+                      torch.tensor(list(q.probs), dtype=torch.float32)) for q in v.proposals]
+    if out:
+        ids = torch.cat([d.ids for d in out])
+        probs = torch.cat([d.probs for d in out])
+        if (int(ids.max()) >= vocab_size or not bool(torch.isfinite(probs).all())
+                or bool((probs < 0).any())):
+            return None
+    return out
+
+
 @dataclass
 class Fault:
     """Test hook: after `after` verify rounds (server-wide), `hang` or `abort`."""
@@ -197,13 +213,12 @@ class VerifierService:
                     await self._maybe_fault(context)
                     proposals = None
                     if not params.greedy:
-                        import torch
-
-                        proposals = [
-                            SparseDist(torch.tensor(list(q.ids), dtype=torch.int64),
-                                       torch.tensor(list(q.probs), dtype=torch.float32))
-                            for q in v.proposals
-                        ]
+                        proposals = proposals_from_pb(v, self.runner.vocab_size)
+                        if proposals is None:
+                            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                               "malformed proposal distribution (ids out of "
+                                               "the vocabulary, or probabilities negative "
+                                               "or not finite)")
                     try:
                         out = await self.core.verify(key, list(v.draft_ids), proposals)
                     except ContextLimitError as exc:
