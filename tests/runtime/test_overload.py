@@ -131,6 +131,38 @@ def test_health_follows_the_verifier_and_a_restart_is_used_within_1s(tiny, backe
     assert status == 200
 
 
+def test_a_hung_verifier_cools_down_although_its_health_probe_passes(tiny, backend_runners):
+    """A verifier whose connection is up but whose target stopped answering passes the gRPC
+    health probe; after a request timed out on it, it stays out of routing for a while."""
+    from dsd.runtime.edge import RequestStats
+    from dsd.runtime.verifier import Fault
+
+    tok = tiny[0]
+    tr, dr = backend_runners
+    ids = tok("hang here").input_ids
+
+    async def main():
+        async with verifier_server(tr) as (bad, p1), verifier_server(tr) as (_, p2):
+            bad.fault = Fault("hang", after=2)
+            engine = make_edge(dr, [p1, p2], round_timeout_s=0.5, down_seconds=5.0)
+            await engine.start()
+            engine.endpoints[1].rtt_ema = 1.0  # JSQ breaks ties towards the hanging one
+            stats = []
+            for i in range(2):
+                st = RequestStats(f"r{i}", time.perf_counter(), len(ids))
+                await collect(engine, ids, max_tokens=24, stats=st)
+                stats.append(st)
+                await asyncio.sleep(0.6)  # several probe intervals: the probe passes
+            up = engine.endpoints[0].ready
+            await engine.close()
+            return stats, up
+
+    (first, second), up = asyncio.run(main())
+    assert first.retries == 1 and first.target_id == 1
+    assert second.retries == 0 and second.target_id == 1  # not sent back to the hung one
+    assert not up
+
+
 def test_edge_queue_is_bounded_with_429_and_retry_after(tiny, backend_runners):
     tok = tiny[0]
 

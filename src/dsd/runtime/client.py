@@ -45,11 +45,13 @@ SESSION_LOST = {grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED, grpc.StatusC
 
 class VerifierFailure(Exception):
     """The verifier died, stopped answering or lost the session: retry elsewhere. `down`
-    says whether the verifier itself looks gone (else only this session failed)."""
+    says whether the verifier itself looks gone (else only this session failed); `silent`
+    that it stopped answering while its connection stayed up (a hung target)."""
 
-    def __init__(self, message: str, down: bool = True) -> None:
+    def __init__(self, message: str, down: bool = True, silent: bool = False) -> None:
         super().__init__(message)
         self.down = down
+        self.silent = silent
 
 
 class VerifierBusy(Exception):
@@ -84,9 +86,13 @@ class Endpoint:
     max_gamma: int = protocol.MAX_GAMMA
     max_context: int = 1 << 30
     load_at: float = 0.0  # monotonic time of the last load report
+    down_until: float = 0.0  # no reconnect before this (monotonic), after a silent failure
 
-    def mark_down(self) -> None:
+    def mark_down(self, cool_down_s: float = 0.0) -> None:
+        """Out of routing until the health probe passes again, and not before cool_down_s:
+        a verifier whose connection is up but whose target hangs still passes the probe."""
         self.ready = False
+        self.down_until = max(self.down_until, time.monotonic() + cool_down_s)
 
     def start_probe(self, fingerprint: str, vocab_size: int, edge_id: str = "") -> None:
         """Background health probing (remote endpoints only)."""
@@ -257,6 +263,8 @@ class RemoteEndpoint(Endpoint):
                     self.mark_down()
                 continue
             failures = 0
+            if not self.ready and time.monotonic() < self.down_until:
+                continue  # cooling down after it stopped answering a request
             stale = time.monotonic() - self.load_at > self.probe_interval_s / 2
             if self.ready and not (stale or forced):
                 continue
@@ -311,7 +319,7 @@ class RemoteSession:
         except TimeoutError:
             self.call.cancel()
             raise VerifierFailure(f"verifier {self.ep.name} did not answer within "
-                                  f"{self.round_timeout_s:.1f}s") from None
+                                  f"{self.round_timeout_s:.1f}s", silent=True) from None
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             what = f"verifier {self.ep.name}: {code.name} {exc.details() or ''}".strip()

@@ -95,6 +95,7 @@ class EdgeEngine:
         max_support: int = 256,
         edge_id: str = "edge",
         device_id: int = 0,
+        down_seconds: float = 5.0,
         eos_ids: set[int] | None = None,
         max_running: int = 256,
         max_queue: int = 1024,
@@ -112,6 +113,7 @@ class EdgeEngine:
         self.max_support = max_support
         self.edge_id = edge_id
         self.device_id = device_id
+        self.down_seconds = down_seconds  # cool-down of a verifier that stopped answering
         self.queue_timeout_s = queue_timeout_s
         self.admission = Admission(max_running, max_queue, "request")
         self.eos_ids = set(eos_ids) if eos_ids is not None else (
@@ -337,7 +339,7 @@ class EdgeEngine:
                         continue
                     log.warning("request %s: %s; retrying elsewhere", stats.request_id, exc)
                     if exc.down:
-                        ep.mark_down()
+                        ep.mark_down(self.down_seconds if exc.silent else 0.0)
                     failed.add(ep.target_id)
                     stats.retries += 1
                     self.metrics.retries.inc()
