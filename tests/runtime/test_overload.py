@@ -179,6 +179,29 @@ def test_edge_queue_is_bounded_with_429_and_retry_after(tiny, backend_runners):
         assert r["error"]["type"] == "rate_limit_error" and "queue" in r["error"]["message"]
 
 
+def test_a_client_that_leaves_the_queue_is_dropped_at_once(tiny, backend_runners):
+    tok = tiny[0]
+
+    async def main():
+        async with edge_stack(backend_runners, tok, max_running=1) as (base, _):
+            async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+                body = {"prompt": "hold the slot", "max_tokens": 400, "ignore_eos": True}
+                holder = asyncio.ensure_future(stream_completion(c, body))
+                await asyncio.sleep(0.3)
+                async with httpx.AsyncClient(base_url=base, timeout=0.5) as impatient:
+                    gave_up = await asyncio.gather(
+                        *[stream_completion(impatient, {**body, "stream": True})
+                          for _ in range(3)], return_exceptions=True)
+                await asyncio.sleep(0.2)
+                health = (await c.get("/health")).json()
+                holder.cancel()
+                return gave_up, health
+
+    gave_up, health = asyncio.run(main())
+    assert all(isinstance(r, httpx.TimeoutException) for r in gave_up)
+    assert health["waiting"] == 0 and health["running"] == 1
+
+
 def _many_streams(tiny, runners, n: int, max_sessions: int, max_tokens: int):
     """n concurrent streams against a verifier with room for `max_sessions` sessions."""
     async def main():
