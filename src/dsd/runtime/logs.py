@@ -30,8 +30,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class RepeatFilter(logging.Filter):
-    """Lets the first record of each (logger, message template) through per `window_s`;
-    counts the rest and reports the count on the next one let through."""
+    """Lets the first record of each (logger, message) through per `window_s`; counts the
+    rest and reports the count on the next one let through. Floods are one fault in a loop
+    (the same accept error, the same refused peer), so identical lines are what is cut;
+    lines that differ (one per request) pass."""
 
     def __init__(self, window_s: float = 10.0, max_keys: int = 1024,
                  clock=time.monotonic) -> None:
@@ -45,7 +47,7 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True  # info lines (one per request) are not the flood risk
-        key = (record.name, str(record.msg))
+        key = (record.name, record.getMessage()[:200])
         now = self.clock()
         with self._lock:
             state = self._seen.get(key)
@@ -65,8 +67,9 @@ _REPEATS = RepeatFilter()
 
 
 def install_repeat_filter() -> None:
-    """Rate-limit repeated warnings of the runtime and of the libraries under it."""
-    for name in ("dsd", *NOISY_LOGGERS):
+    """Rate-limit repeated warnings of the libraries under the runtime (dsd's own records
+    pass the filter on the handler `setup_logging` installs)."""
+    for name in NOISY_LOGGERS:
         logger = logging.getLogger(name)
         if _REPEATS not in logger.filters:
             logger.addFilter(_REPEATS)
