@@ -132,7 +132,7 @@ class RemoteEndpoint(Endpoint):
         connect_timeout_s: float = 5.0,
         seed: int = 0,
         probe_interval_s: float = 1.0,
-        reconnect_interval_s: float = 0.25,
+        reconnect_interval_s: float = 0.1,
         probe_timeout_s: float = 2.0,
         probe_failures_down: int = 2,
     ) -> None:

@@ -47,7 +47,7 @@ def edge_channel_options() -> list[tuple[str, int]]:
     return channel_options() + [
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 300),
     ]
 
 
