@@ -9,8 +9,9 @@ endpoint's persistent channel, with a per-request deadline and a per-round timeo
 
 Health: a remote endpoint probes its verifier in the background with the standard gRPC
 health check (every `probe_interval_s` while up, every `reconnect_interval_s` while down),
-redoes the handshake when it comes back and refreshes the reported load, so the edge's
-`/health` and router see the verifier's real state without waiting for a request. A
+redoes the handshake when it comes back, and refreshes the reported load when this edge's
+last session on it ends and every `load_refresh_s`, so the edge's `/health` and router see
+the verifier's real state without waiting for a request. A
 capacity refusal (RESOURCE_EXHAUSTED) is `VerifierBusy`, not a failure: the verifier stays up.
 """
 
@@ -135,6 +136,7 @@ class RemoteEndpoint(Endpoint):
         reconnect_interval_s: float = 0.1,
         probe_timeout_s: float = 2.0,
         probe_failures_down: int = 2,
+        load_refresh_s: float = 5.0,
     ) -> None:
         super().__init__(target_id=target_id, name=address)
         host, port = protocol.parse_address(address)
@@ -156,6 +158,7 @@ class RemoteEndpoint(Endpoint):
         self.reconnect_interval_s = reconnect_interval_s
         self.probe_timeout_s = probe_timeout_s
         self.probe_failures_down = probe_failures_down
+        self.load_refresh_s = load_refresh_s  # idle edges refresh the reported load this often
         self._rng = random.Random(seed + target_id)
         self._probe_task: asyncio.Task | None = None
         self._probe_now: asyncio.Event | None = None  # made in the loop that probes
@@ -265,7 +268,7 @@ class RemoteEndpoint(Endpoint):
             failures = 0
             if not self.ready and time.monotonic() < self.down_until:
                 continue  # cooling down after it stopped answering a request
-            stale = time.monotonic() - self.load_at > self.probe_interval_s / 2
+            stale = time.monotonic() - self.load_at > self.load_refresh_s
             if self.ready and not (stale or forced):
                 continue
             was_ready = self.ready
