@@ -3,8 +3,13 @@
 Endpoints: POST /v1/completions, POST /v1/chat/completions (streaming via SSE and
 non-streaming; max_tokens, temperature, top_p, top_k, stop, seed), GET /v1/models,
 GET /health, GET /metrics (Prometheus). Bad input gets a 4xx with a one-line reason in
-OpenAI's error shape. Each response carries a `dsd` object with the request's speculative
+OpenAI's error shape (request models: openai_schema.py; API key and body limits:
+http_guard.py). Each response carries a `dsd` object with the request's speculative
 decoding statistics (rounds, drafted/accepted tokens, gamma history, TTFT, TPOT).
+
+Overload answers 429 with Retry-After; a streaming request awaits its first tokens before
+the response starts, so that status reaches the client, and a stream failing later ends with
+an error event and [DONE]. A request whose client disconnects is cancelled.
 """
 
 from __future__ import annotations
