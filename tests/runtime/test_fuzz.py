@@ -65,7 +65,9 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(tiny, backend_ru
     assert ran > 50  # every operation was exercised, with valid and invalid input
 
 
-# Mostly well-formed, so that sessions get far enough to be verified; the rest is hostile.
+# Each stream starts with an Open, well-formed or hostile (out-of-vocabulary ids, NaN or
+# out-of-range sampling, a wrong version), then sends a mix of well-formed and hostile
+# messages; some streams are hostile from their first message.
 _VALID_ID = st.integers(0, 258)
 _ID = st.one_of(_VALID_ID, _VALID_ID, _VALID_ID, st.integers(259, 2**32 - 1))
 _ANY_SAMPLING = st.builds(
@@ -74,24 +76,35 @@ _ANY_SAMPLING = st.builds(
 _GREEDY = st.just({"temperature": 0.0, "top_p": 1.0, "top_k": 0})
 _SAMPLED = st.builds(dict, temperature=st.floats(0.125, 2, width=32),
                      top_p=st.floats(0.0625, 1, width=32), top_k=st.integers(0, 300))
-_SAMPLING = st.one_of(_GREEDY, _GREEDY, _SAMPLED, _ANY_SAMPLING)
-_OPEN = st.builds(dict, kind=st.just("open"), ids=st.lists(_ID, max_size=40),
-                  sampling=_SAMPLING, version=st.sampled_from([1, 1, 1, 2]))
-_PROB = st.one_of(st.floats(-1, 2, width=32), st.sampled_from([float("nan"), float("inf")]))
-_PROPOSAL = st.builds(dict, ids=st.lists(_ID, max_size=6), probs=st.lists(_PROB, max_size=6))
-_VERIFY = st.builds(dict, kind=st.just("verify"),
-                    ids=st.one_of(st.lists(_VALID_ID, max_size=6), st.lists(_ID, max_size=40)),
-                    proposals=st.lists(_PROPOSAL, max_size=5))
-_GOOD_OPEN = st.builds(dict, kind=st.just("open"), ids=st.lists(_VALID_ID, min_size=1,
-                                                                max_size=40),
+_GOOD_OPEN = st.builds(dict, kind=st.just("open"),
+                       ids=st.lists(_VALID_ID, min_size=1, max_size=40),
                        sampling=st.one_of(_GREEDY, _SAMPLED), version=st.just(1))
-_ANY = st.one_of(_VERIFY, _OPEN, st.just({"kind": "close"}), st.just({"kind": "empty"}))
+_HOSTILE_OPEN = st.builds(dict, kind=st.just("open"), ids=st.lists(_ID, max_size=40),
+                          sampling=st.one_of(_GREEDY, _SAMPLED, _ANY_SAMPLING),
+                          version=st.sampled_from([1, 1, 1, 2]))
+_PROB = st.one_of(st.floats(-1, 2, width=32), st.sampled_from([float("nan"), float("inf")]))
+
+
+def _shaped_proposal(n: int):  # ids and probs of one length: their values get checked
+    return st.builds(dict, ids=st.lists(_ID, min_size=n, max_size=n),
+                     probs=st.lists(_PROB, min_size=n, max_size=n))
+
+
 _GOOD_VERIFY = st.builds(dict, kind=st.just("verify"), ids=st.lists(_VALID_ID, max_size=6),
                          proposals=st.just([]))
-# Half the streams open properly, verify, and then misbehave; the others misbehave at once.
+_SAMPLED_VERIFY = st.integers(0, 5).flatmap(lambda g: st.builds(
+    dict, kind=st.just("verify"), ids=st.lists(_ID, min_size=g, max_size=g),
+    proposals=st.lists(st.integers(1, 6).flatmap(_shaped_proposal), min_size=g,
+                       max_size=g)))
+_RANDOM_VERIFY = st.builds(
+    dict, kind=st.just("verify"), ids=st.lists(_ID, max_size=40),
+    proposals=st.lists(st.builds(dict, ids=st.lists(_ID, max_size=6),
+                                 probs=st.lists(_PROB, max_size=6)), max_size=5))
+_ANY = st.one_of(_GOOD_VERIFY, _SAMPLED_VERIFY, _RANDOM_VERIFY, _HOSTILE_OPEN,
+                 st.just({"kind": "close"}), st.just({"kind": "empty"}))
 _MESSAGES = st.one_of(
-    st.tuples(_GOOD_OPEN, _GOOD_VERIFY, st.lists(_ANY, max_size=4)).map(
-        lambda t: [t[0], t[1], *t[2]]),
+    st.tuples(st.one_of(_GOOD_OPEN, _HOSTILE_OPEN), st.lists(_ANY, max_size=5)).map(
+        lambda t: [t[0], *t[1]]),
     st.lists(_ANY, min_size=1, max_size=6))
 CLIENT_ERRORS = {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "ABORTED",
                  "RESOURCE_EXHAUSTED"}
@@ -161,7 +174,7 @@ def test_grpc_message_fuzz_leaves_other_sessions_exact(tiny, backend_runners):
 
         task = stack.run(_start(steady()))
 
-        @BOUNDED
+        @settings(BOUNDED, max_examples=60)
         @given(messages=_MESSAGES)
         def fuzz(messages):
             seen = stack.run(_send(port, messages), timeout=60)
