@@ -81,7 +81,7 @@ def test_draft_decode_bursts_are_timed_per_step(tiny):
     """A burst of k decode steps runs k forwards back to back (the cache grows by k) and
     reports time per step; the cache is cropped back before every repeat."""
     from dsd.calibrate.profile import GridSession
-    from dsd.runtime.backend import load_backend
+    from dsd.runtime.backends import load_backend
 
     runner = load_backend(str(tiny / "draft"), device="cpu", name="tiny-draft")
     calls: list[int] = []

@@ -183,7 +183,9 @@ def test_a_client_that_leaves_the_queue_is_dropped_at_once(tiny, backend_runners
     tok = tiny[0]
 
     async def main():
-        async with edge_stack(backend_runners, tok, max_running=1) as (base, _):
+        # 20 ms per round keeps the holder running for seconds, however fast the engine.
+        async with edge_stack(backend_runners, tok, max_running=1,
+                              emulate_rtt_s=0.02) as (base, _):
             async with httpx.AsyncClient(base_url=base, timeout=60) as c:
                 body = {"prompt": "hold the slot", "max_tokens": 400, "ignore_eos": True}
                 holder = asyncio.ensure_future(stream_completion(c, body))

@@ -22,6 +22,14 @@ from dsd.sim.engine import EventLoop
 from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, DraftDevice, Request, TargetServer
 
 
+def target_view(index: int, server: TargetServer, rtt_s: float) -> TargetView:
+    """What a router sees of a target: the fields the runtime's verifiers report too
+    (dsd.runtime.edge.target_view builds the same view from a verifier's load report)."""
+    return TargetView(index, len(server.queue) + len(server.draft_queue) + len(server.waiting),
+                      server.running, server.queued_tokens, server.max_batch, rtt_s,
+                      server.remaining_tokens, server.est_step_s)
+
+
 class Simulator:
     def __init__(self, cluster: Cluster, table: RequestTableWriter) -> None:
         cfg = cluster.config
@@ -97,12 +105,8 @@ class Simulator:
         targets = dev.targets
         if len(targets) == 1:
             return targets[0]
-        views = [
-            TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.waiting), s.running,
-                       s.queued_tokens, s.max_batch, self.net.link_rtt(dev.device_id, s.server_id),
-                       s.remaining_tokens, s.est_step_s)
-            for i, s in enumerate(targets)
-        ]
+        views = [target_view(i, s, self.net.link_rtt(dev.device_id, s.server_id))
+                 for i, s in enumerate(targets)]
         choice = self.router.choose(
             RequestView(req.request_id, dev.device_id, req.prompt, req.output), views)
         return targets[choice]

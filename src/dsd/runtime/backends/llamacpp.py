@@ -194,6 +194,7 @@ class LlamaCppBackend(Backend):
         self.n_threads = threads
         self.fingerprint = tokenizer_fingerprint(self.tokenizer)
         self.eos_ids = frozenset(self.tokenizer.eog_ids())
+        self._options = {"kv_type": kv_type, "flash_attn": flash_attn, "kv_unified": kv_unified}
         self._free_seqs = list(range(max_sessions - 1, -1, -1))
         self._batch = _Batch(lib, self.n_batch)
 
@@ -214,6 +215,14 @@ class LlamaCppBackend(Backend):
         if self._own.ctx is not None:  # after close() the whole context is gone already
             self._lib.llama_memory_seq_rm(self._mem, kv.seq_id, -1, -1)  # never fails
         self._free_seqs.append(kv.seq_id)
+
+    def isolated(self, kv_tokens: int, max_sessions: int, n_batch: int = 512) -> LlamaCppBackend:
+        """A second context on the same GGUF (llama.cpp maps the file: the weights' pages
+        are shared). Its own KV pool: in one pool every query attends over all used cells,
+        so another session's idle cache would slow the steps being measured."""
+        return LlamaCppBackend(self.path, kv_tokens=kv_tokens, max_sessions=max_sessions,
+                               n_batch=n_batch, n_threads=self.n_threads, name=self.name,
+                               **self._options)
 
     def close(self) -> None:
         """Free the context and the model; later calls raise, releases are no-ops."""
