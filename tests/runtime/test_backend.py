@@ -86,3 +86,22 @@ def test_no_private_engine_internals_remain():
     hits = [f"{p.relative_to(src)}: {b}" for p in src.rglob("*.py")
             for b in banned if b in p.read_text()]
     assert not hits, hits
+
+
+def test_forwards_print_no_deprecation_warning(runners, caplog):
+    """transformers 5.x deprecates `past_key_values`: the backend passes the cache under
+    the name the model's forward takes, so serving prints no FutureWarning."""
+    import warnings
+
+    from dsd.runtime.backends import Step
+
+    target = runners[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b = target.new_kv(), target.new_kv()
+        target.forward(a, [1, 2, 3])
+        target.forward(b, [4, 5])
+        target.forward_batch([Step(a, [6, 7]), Step(b, [8])])
+        a.release()
+        b.release()
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
