@@ -134,10 +134,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tokens_per_round(a: float, gamma: int) -> float:
+    """E[tokens per round] = (1 - a^(gamma+1)) / (1 - a)."""
+    return gamma + 1.0 if a >= 1.0 else (1 - a ** (gamma + 1)) / (1 - a)
+
+
 def limit(a: float, c: float, v: dict[int, float]) -> tuple[float, int]:
     """max over gamma of E / (gamma c + v(gamma)) and its gamma."""
-    best = max(((1 - a ** (g + 1)) / (1 - a) / (g * c + v[g]), g) for g in v)
-    return best
+    return max((tokens_per_round(a, g) / (g * c + v[g]), g) for g in v)
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -236,7 +240,7 @@ async def run(args) -> dict:
         a = sum(r[f"{tag}_accepted"] for r in rows) / max(1, sum(r[f"{tag}_drafted"]
                                                                 for r in rows))
         best, best_g = limit(a, c, v)
-        at_g = (1 - a ** (g + 1)) / (1 - a) / (g * c + v[g])
+        at_g = tokens_per_round(a, g) / (g * c + v[g])
         tpot = statistics.median(r[f"{tag}_tpot"] for r in rows)
         summary[tag] = {
             "all_exact": all(r[f"{tag}_exact"] for r in rows), "alpha": round(a, 3),

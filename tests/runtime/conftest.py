@@ -54,7 +54,9 @@ def llama_runners():
         backend.close()
 
 
-# Engines the hardening tests run against; they see only the HTTP API and the gRPC protocol.
+# Engines the hardening tests that exercise the engine (sessions, steps, KV, admission,
+# isolation) run against; the tests of HTTP, TLS and protocol validation alone take `runners`
+# (HF) only, which keeps CI time in check.
 HARDENING_BACKENDS = ["hf", "llamacpp"]
 
 

@@ -78,7 +78,9 @@ def test_sessions_drafting_together_share_one_forward_per_position(kind):
         backend.close()
     assert drafts == expected
     assert prefill_calls == [6]  # six prompts, one forward
-    assert counting.calls[1:] == [6, 5, 4, 3]  # positions 1-4: sessions still drafting
+    assert counting.calls[1:5] == [6, 5, 4, 3]  # positions 1-4: sessions still drafting
+    # then, unless the sessions closed first, one forward caching every last draft
+    assert counting.calls[5:] in ([], [6])
     assert backend.sessions == 0  # every session's draft KV released
 
 
@@ -105,3 +107,47 @@ def test_concurrent_requests_draft_in_batches_and_stay_lossless(tiny, backend_ru
     outs, per_forward = asyncio.run(main())
     assert outs == expected
     assert per_forward > 2  # most draft forwards carried several sessions
+
+
+class Feeding(Counting):
+    """Also records how many tokens each session fed per forward."""
+
+    def __init__(self, backend) -> None:
+        super().__init__(backend)
+        self.fed: list[list[int]] = []
+
+    def forward_batch(self, steps):
+        steps = list(steps)
+        self.fed.append([len(s.tokens) for s in steps])
+        return super().forward_batch(steps)
+
+
+def test_the_last_draft_is_cached_while_the_verifier_verifies():
+    """After a round whose drafts were all accepted, the next round feeds one token (the
+    bonus), not two: the drafter cached the last draft while the verdict was awaited."""
+    from dsd.runtime.drafter import Drafter
+    from dsd.runtime.speculative import SamplingParams
+
+    backend = open_backend("hf", which="draft")
+    feeding = Feeding(backend)
+
+    async def main():
+        drafter = Drafter(feeding)
+        try:
+            sess = drafter.session([11, 12, 13, 14], SamplingParams())
+            await drafter.prefill(sess, 4)
+            sess.committed.append(7)
+            base = len(sess.committed)
+            tokens, _ = await drafter.draft(sess, 3)
+            await asyncio.sleep(0.2)  # the verifier is verifying: the extension runs now
+            drafter.rollback(sess, base, 3)  # all three accepted, then a bonus token
+            sess.committed.extend(tokens + [9])
+            start = len(feeding.fed)
+            await drafter.draft(sess, 2)
+            drafter.close(sess)
+            return feeding.fed[start][0], sess
+        finally:
+            await drafter.stop()
+
+    first_feed, sess = asyncio.run(main())
+    assert first_feed == 1 and sess.kv is None and backend.sessions == 0

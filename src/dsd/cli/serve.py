@@ -26,8 +26,24 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "beyond it wait")
     p.add_argument("--threads", type=int, default=None,
                    help="llama.cpp: CPU threads (default: every CPU this process may use)")
+    p.add_argument("--ubatch", default="auto", type=_ubatch,
+                   help="llama.cpp: tokens computed together (default auto: 1 for quantized "
+                        "GGUFs, whose logits otherwise depend on the micro-batch, so output "
+                        "equals plain llama.cpp decoding; the whole batch for float weights)")
     p.add_argument("--log-level", default="info")
     p.add_argument("--plain-logs", action="store_true", help="text logs instead of JSON lines")
+
+
+def _ubatch(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}")
+    return value
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
@@ -198,7 +214,8 @@ def _load(args, path, gguf, sessions: int):
         from dsd.runtime.backends.llamacpp import MAX_SEQUENCES
 
         return load_backend(path, kind, kv_tokens=args.kv_tokens, n_threads=args.threads,
-                            max_sessions=max(1, min(sessions, MAX_SEQUENCES)))
+                            max_sessions=max(1, min(sessions, MAX_SEQUENCES)),
+                            n_ubatch=args.ubatch)
     return load_backend(path, kind, device=args.device, dtype=args.dtype)
 
 

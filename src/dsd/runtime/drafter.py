@@ -53,6 +53,7 @@ class _Work:
     future: asyncio.Future
     gamma: int = 0  # tokens to draft; 0 = a prefill of the first `upto` tokens
     upto: int = 0
+    extend: list[int] | None = None  # cache these drafted tokens (nobody waits for it)
     tokens: list[int] = field(default_factory=list)
     proposals: list[SparseDist] = field(default_factory=list)
     error: BaseException | None = None
@@ -61,8 +62,11 @@ class _Work:
 
 class Drafter:
     def __init__(self, backend: Backend, max_support: int = 256,
-                 prefill_chunk: int = 256) -> None:
+                 prefill_chunk: int = 256, cache_last_draft: bool = True) -> None:
         self.backend = backend
+        # After a draft, feed its last token to the draft cache while the verifier verifies:
+        # the next round then feeds one token (the correction or bonus) instead of two.
+        self.cache_last_draft = cache_last_draft
         self.max_support = max_support
         self.prefill_chunk = prefill_chunk
         self._pending: list[_Work] = []
@@ -169,6 +173,9 @@ class Drafter:
                     w.future.set_exception(w.error)
                 elif w.done:
                     w.future.set_result(None)
+                    if w.gamma and w.tokens and self.cache_last_draft:
+                        self._pending.append(_Work(w.sess, self._future(), extend=w.tokens[-1:],
+                                                   upto=w.sess.kv.length + 1))
                 else:  # a prefill with chunks left
                     self._pending.append(w)
 
@@ -176,8 +183,14 @@ class Drafter:
 
     def _run(self, batch: list[_Work]) -> None:
         live = []
+        busy = {id(w.sess) for w in batch if w.extend is None}
         for w in batch:
             sess = w.sess
+            if w.extend is not None and (sess.closed or sess.valid != math.inf
+                                         or id(sess) in busy or sess.kv is None
+                                         or sess.kv.length + 1 != w.upto):
+                w.done = True  # the verdict came first: the next draft feeds what it needs
+                continue
             if sess.closed:
                 w.error = BackendError("draft session closed")
                 continue
@@ -207,6 +220,8 @@ class Drafter:
         sess, kv = w.sess, w.sess.kv
         if w.error is not None or w.done:
             return None
+        if w.extend is not None:
+            return Step(kv, w.extend, 0) if pos == 0 else None
         if w.gamma == 0:  # prefill: one chunk in the first forward
             if pos > 0:
                 return None
@@ -246,7 +261,7 @@ class Drafter:
             if logits is None:
                 continue
             if w.gamma == 0:
-                w.done = w.sess.kv.length >= w.upto
+                w.done = w.extend is not None or w.sess.kv.length >= w.upto
                 continue
             sess = w.sess
             try:

@@ -90,7 +90,7 @@ class TargetServer:
         "server_id", "pool", "step", "draft_step", "batcher", "max_batch", "max_wait_s",
         "queue", "draft_queue", "busy", "wake_pending", "batch", "kv_capacity", "kv_used",
         "waiting", "running", "peak_running", "queued_tokens", "busy_time", "batches",
-        "batched_jobs", "remaining_tokens", "est_step_s", "prefills_pending",
+        "batched_jobs", "remaining_tokens", "est_step_s",
     )
 
     def __init__(self, server_id: int, pool: int, step: Any, draft_step: Any, batcher: Any,
@@ -117,7 +117,6 @@ class TargetServer:
         self.batches = 0
         self.batched_jobs = 0
         self.remaining_tokens = 0  # output tokens its routed sessions have yet to produce
-        self.prefills_pending = 0  # queued or running prefills (most steps have none)
         # A one-job verify step (gamma 4, 512-token context): the routers' step estimate.
         self.est_step_s: float = step.step_s(1, 5, 512, 5 * 517)
 

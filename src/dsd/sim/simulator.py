@@ -141,8 +141,6 @@ class Simulator:
         else:
             server.queue.append(req)
         server.queued_tokens += query
-        if kind == PREFILL:
-            server.prefills_pending += 1
         if not server.busy:
             self._start_batch(server)
 
@@ -172,10 +170,10 @@ class Simulator:
             else:
                 chosen = {id(r) for r in batch}
                 server.queue = [r for r in queue if id(r) not in chosen]
+            # One forward for the whole step, prefills included (the runtime's verifier runs
+            # one ragged batch): every job, a prefill's first token too, ends with the step.
             duration = target_batch_s(server.step, batch)
             record_interference(self.metrics, server.step, batch, duration)
-            if n > 1 and server.prefills_pending:
-                batch = self._release_prefills_early(server, batch, now, duration)
         else:
             return
         server.busy = True
@@ -184,26 +182,6 @@ class Simulator:
         server.batches += 1
         server.batched_jobs += len(batch)
         self.loop.at(now + duration, self._batch_done, server)
-
-    def _release_prefills_early(self, server: TargetServer, batch: list[Request], now: float,
-                                duration: float) -> list[Request]:
-        """A step runs its prefills one by one before the batched verify, and each first
-        token leaves when its own prefill ends (as the runtime's verifier does): schedule
-        those, and return the jobs that finish with the step."""
-        prefills = [r for r in batch if r.kind == PREFILL]
-        if not prefills:
-            return batch
-        done, end = now, now + duration
-        for req in prefills:
-            q = req.query_tokens
-            done += server.step.step_s(1, q, 0, q * (q + 1) // 2)
-            self.loop.at(min(done, end), self._prefill_done, (server, req))
-        return [r for r in batch if r.kind != PREFILL]
-
-    def _prefill_done(self, job: tuple[TargetServer, Request]) -> None:
-        server, req = job
-        server.queued_tokens -= req.query_tokens
-        self._prefilled(server, req)
 
     def _batch_done(self, server: TargetServer) -> None:
         batch = server.batch
@@ -227,7 +205,6 @@ class Simulator:
         now = self.loop.now
         req.generated = 1  # the target's prefill yields the first token
         server.remaining_tokens -= 1
-        server.prefills_pending -= 1
         dev = req.device
         mode = req.mode
         if mode == "distributed":
