@@ -9,13 +9,14 @@ from dsd.sim.entities import PREFILL, VERIFY, Request
 
 
 def target_batch_s(step: Any, batch: list[Request]) -> float:
-    """One target forward over every job's query tokens (prefill attention is causal)."""
+    """One target forward over every job's query tokens (prefill attention is causal; a
+    prefill chunk also attends to the chunks before it)."""
     query = context = attn = 0
     for r in batch:
         q, c = r.query_tokens, r.context_len
         query += q
         context += c
-        attn += q * (c + q) if r.kind != PREFILL else q * (q + 1) // 2
+        attn += q * (c + q) if r.kind != PREFILL else q * c + q * (q + 1) // 2
     return step.step_s(len(batch), query, context, attn)
 
 
@@ -29,14 +30,21 @@ def fused_draft_s(step: Any, batch: list[Request]) -> float:
     return total
 
 
-def record_interference(metrics: Any, step: Any, batch: list[Request], batch_s: float) -> None:
-    """Verification interference I_r = T(batch) - T({r}) of each measured verify job."""
+def record_interference(metrics: Any, server: Any, batch: list[Request], batch_s: float) -> None:
+    """Verification interference of each measured verify job: what its batch-mates add to
+    its step, T(batch) - T({r}), plus the prefill work the server ran while it waited in
+    the queue (the server's prefill clock now, minus when it joined the queue)."""
+    clock = server.prefill_clock
     if len(batch) == 1:
-        if batch[0].kind == VERIFY and batch[0].measured:
+        r = batch[0]
+        if r.kind == VERIFY and r.measured:
+            metrics.interference_s += clock - r.prefill_mark
             metrics.verify_rounds += 1
         return
+    step = server.step
     for r in batch:
         if r.kind == VERIFY and r.measured:
             q, c = r.query_tokens, r.context_len
-            metrics.interference_s += batch_s - step.step_s(1, q, c, q * (c + q))
+            metrics.interference_s += (batch_s - step.step_s(1, q, c, q * (c + q))
+                                       + clock - r.prefill_mark)
             metrics.verify_rounds += 1

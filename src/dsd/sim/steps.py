@@ -1,0 +1,226 @@
+"""A target server's steps: which queued jobs run together within the engine's limits, and
+what each job does when its step ends.
+
+One executor per server runs one step at a time. A step is a fused-mode draft batch, or a
+target forward over: every queued decode (cloud-only continuous batching, up to
+`max_num_seqs`) plus the verify and prefill jobs the batcher policy picks. The engine then
+holds the step to `max_num_seqs` sequences and `max_num_batched_tokens` query tokens,
+verifies and decodes first; a prefill that does not fit the tokens left is chunked
+(`chunked_prefill`, the rest runs first in line next step) or waits for a step with room.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsd.sim.batch_time import fused_draft_s, record_interference, target_batch_s
+from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, Request, TargetServer
+
+
+class ServerSteps:
+    """Mixin of `Simulator`: queueing, step formation and step completion at a server."""
+
+    # Also uses Simulator's sample_at, _sample, _prefilled, _verified, _decoded, _verify_job
+    # and KvMemory's _admit_waiting.
+    loop: Any
+    metrics: Any
+    sample_at: float
+
+    def _enqueue(self, server: TargetServer, req: Request, kind: int, query: int,
+                 context: int) -> None:
+        req.kind = kind
+        req.query_tokens = query
+        req.context_len = context
+        now = req.arrival_s = self.loop.now
+        if kind == VERIFY:
+            server.queue.append(req)
+            req.prefill_mark = self._prefill_clock(server, now)
+        elif kind == DECODE:
+            server.decode_queue.append(req)
+        elif kind == DRAFT:
+            server.draft_queue.append(req)
+        else:
+            server.queue.append(req)
+            server.prefills_pending += 1
+        server.queued_tokens += query
+        if not server.busy:
+            self._start_batch(server)
+
+    @staticmethod
+    def _prefill_clock(server: TargetServer, now: float) -> float:
+        """Seconds of prefill work the server has run by `now` (a step runs its prefills
+        first): a verify's waiting behind prefills is the clock's advance while it waits."""
+        if not server.busy or not server.step_prefill_s:
+            return server.prefill_clock
+        ran = now - server.step_start
+        left = server.step_prefill_s - ran
+        return server.prefill_clock - left if left > 0 else server.prefill_clock
+
+    def _wake(self, server: TargetServer) -> None:
+        server.wake_pending = False
+        if not server.busy:
+            self._start_batch(server)
+
+    def _start_batch(self, server: TargetServer) -> None:
+        now = self.loop.now
+        if now >= self.sample_at:
+            self._sample(now)
+        # Time-weighted KV occupancy, sampled at every step boundary.
+        server.kv_area += server.kv_last * (now - server.kv_t)
+        server.kv_t = now
+        server.kv_last = server.kv_used
+        queue, drafts, decodes = server.queue, server.draft_queue, server.decode_queue
+        prefill_s = 0.0
+        early = False
+        if drafts and (not queue or drafts[0].arrival_s <= queue[0].arrival_s):
+            batch = drafts[: server.max_batch]
+            del drafts[: len(batch)]
+            duration = fused_draft_s(server.draft_step, batch)
+        elif queue or decodes:
+            if decodes:  # every waiting decode joins, up to the sequence cap
+                if len(decodes) <= server.max_seqs:
+                    batch = decodes
+                    server.decode_queue = []
+                else:
+                    batch = decodes[: server.max_seqs]
+                    del decodes[: server.max_seqs]
+            else:
+                if (server.max_wait_s and len(queue) < server.max_batch
+                        and now < queue[0].arrival_s + server.max_wait_s):  # same sum as wake
+                    if not server.wake_pending:
+                        server.wake_pending = True
+                        self.loop.at(queue[0].arrival_s + server.max_wait_s, self._wake, server)
+                    return
+                batch = []
+            if queue:
+                chosen = server.batcher.select(queue, now)
+                taken = len(batch)
+                if (taken + len(chosen) > server.max_seqs
+                        or server.queued_tokens > server.max_tokens):  # an upper bound
+                    chosen = self._fit_step(server, chosen, taken)
+                n = len(chosen)
+                if queue[:n] == chosen:  # the common FIFO case: a prefix
+                    del queue[:n]
+                else:
+                    picked = {id(r) for r in chosen}
+                    server.queue = [r for r in queue if id(r) not in picked]
+                batch = batch + chosen if taken else chosen
+            duration = target_batch_s(server.step, batch)
+            if server.prefills_pending:
+                prefill_s = self._prefill_share(server, batch, duration)
+                early = len(batch) > 1
+            record_interference(self.metrics, server, batch, duration)
+        else:
+            return
+        duration += server.swap_pending_s  # swaps run inside the step, as in vLLM
+        server.swap_pending_s = 0.0
+        self._begin_step(server, batch, now, duration, prefill_s)
+        if early:
+            batch = self._release_prefills_early(server, batch, now, duration)
+        server.batch = batch
+        self.loop.at(now + duration, self._batch_done, server)
+
+    @staticmethod
+    def _begin_step(server: TargetServer, batch: list[Request], now: float, duration: float,
+                    prefill_s: float) -> None:
+        server.busy = True
+        server.busy_time += duration
+        server.batch_end = now + duration
+        server.batches += 1
+        server.batched_jobs += len(batch)
+        server.prefill_clock += prefill_s
+        server.step_start = now
+        server.step_prefill_s = prefill_s
+
+    @staticmethod
+    def _prefill_share(server: TargetServer, batch: list[Request], duration: float) -> float:
+        """Seconds of the step spent on prefill work: T(step) - T(step without prefills)."""
+        rest = [r for r in batch if r.kind != PREFILL]
+        if len(rest) == len(batch):
+            return 0.0
+        return duration - target_batch_s(server.step, rest) if rest else duration
+
+    @staticmethod
+    def _fit_step(server: TargetServer, chosen: list[Request], taken: int) -> list[Request]:
+        """Hold the step to the engine's caps: `taken` decodes are in already; verifies
+        first, then prefills (the last one chunked to the tokens left, when enabled)."""
+        seqs = server.max_seqs - taken
+        budget = server.max_tokens - taken
+        fitted: list[Request] = []
+        prefills: list[Request] = []
+        for job in chosen:
+            if job.kind == PREFILL:
+                prefills.append(job)
+            elif seqs > 0 and job.query_tokens <= budget:
+                fitted.append(job)
+                seqs -= 1
+                budget -= job.query_tokens
+        for job in prefills:
+            if seqs <= 0:
+                break
+            q = job.query_tokens
+            if q <= budget:
+                fitted.append(job)
+                seqs -= 1
+                budget -= q
+            elif server.chunked and budget > 0:
+                server.queued_tokens -= q - budget  # the rest queues again after the step
+                job.query_tokens = budget
+                fitted.append(job)
+                break
+            elif not fitted and not taken:  # an oversize prefill runs whole, alone
+                fitted.append(job)
+                break
+            else:
+                break
+        return fitted
+
+    def _release_prefills_early(self, server: TargetServer, batch: list[Request], now: float,
+                                duration: float) -> list[Request]:
+        """A step runs its prefills one by one before the batched verify, and each first
+        token leaves when its own prefill ends (as the runtime's verifier does): schedule
+        those, and return the jobs that finish with the step."""
+        done, end = now, now + duration
+        rest = []
+        for req in batch:
+            if req.kind != PREFILL or req.prefilled + req.query_tokens < req.prefill_total:
+                rest.append(req)  # not a prefill, or a chunk with more to come
+                continue
+            q, c = req.query_tokens, req.context_len
+            done += server.step.step_s(1, q, c, q * c + q * (q + 1) // 2)
+            self.loop.at(min(done, end), self._prefill_done, (server, req))
+        return rest
+
+    def _prefill_done(self, job: tuple[TargetServer, Request]) -> None:
+        server, req = job
+        server.queued_tokens -= req.query_tokens
+        req.prefilled = req.prefill_total
+        self._prefilled(server, req)
+
+    def _batch_done(self, server: TargetServer) -> None:
+        # Stay busy while results fan out, so jobs re-queued by them join one next step;
+        # the step's sessions stay out of reach of preemption until they have moved on.
+        for req in server.batch:
+            server.queued_tokens -= req.query_tokens
+            kind = req.kind
+            if kind == VERIFY:
+                self._verified(server, req)
+            elif kind == DECODE:
+                self._decoded(server, req)
+            elif kind == PREFILL:
+                req.prefilled += req.query_tokens
+                if req.prefilled < req.prefill_total:  # a chunk: the rest goes first next
+                    rest = req.prefill_total - req.prefilled
+                    req.query_tokens = rest
+                    req.context_len = req.prefilled
+                    server.queue.insert(0, req)
+                    server.queued_tokens += rest
+                else:
+                    self._prefilled(server, req)
+            else:
+                self._verify_job(server, req)  # fused: drafted, now verify
+        server.batch = []
+        if server.waiting:
+            self._admit_waiting(server)
+        server.busy = False
+        self._start_batch(server)
