@@ -28,6 +28,8 @@ from dsd.sim.entities import DECODE, PREFILL, VERIFY, Request, TargetServer
 class KvMemory:
     """Mixin of `Simulator`: admission, KV reservation, preemption and session ends."""
 
+    __slots__ = ()
+
     # Also uses ServerSteps' _enqueue and Simulator's _count_in_flight.
     loop: Any
     net: Any
@@ -48,9 +50,8 @@ class KvMemory:
         if req.prompt + req.output > server.kv_capacity:  # could never fit, even alone
             self._reject(server, req)
             return
-        ahead = len(server.waiting) + server.prefills_pending
-        if self.admission is not None and not self.admission.admit(
-                self._admission_view(server, req, ahead)):
+        if self.admission is not None and not self.admission.admit(self._admission_view(
+                server, req, len(server.waiting) + server.prefills_pending)):
             self._reject(server, req)
             return
         if server.waiting or not self._fits(server, req.prompt):

@@ -26,6 +26,17 @@ from dsd.sim.window import WindowStats, kv_area_at
 
 
 class Simulator(ServerSteps, KvMemory):
+    # Slots: the hot loop reads these attributes millions of times, and a plain instance
+    # dict past 30 keys loses CPython's fast attribute path.
+    __slots__ = (
+        "cluster", "loop", "mode", "net", "devices", "servers", "router", "window_factory",
+        "fixed_gamma", "confidence", "mode_selectors", "ttft_slo_s", "needs_expected",
+        "mode_counts", "max_gamma", "tpot_slo_s", "metrics", "table", "uniform", "session_rng",
+        "arrivals", "in_flight", "peak_in_flight", "arrived", "_area", "_area_t", "admission",
+        "swap", "preemptions", "recomputed_tokens", "swapped_tokens", "rejected_total",
+        "warmup_s", "window", "gamma_sum", "gamma_rounds", "series", "sample_at",
+    )
+
     def __init__(self, cluster: Cluster, table: RequestTableWriter) -> None:
         cfg = cluster.config
         self.cluster = cluster
@@ -115,10 +126,10 @@ class Simulator(ServerSteps, KvMemory):
         if len(targets) == 1:
             return targets[0]
         views = [
-            TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.decode_queue) + len(s.waiting),
-                       s.running,
-                       s.queued_tokens, s.max_batch, self.net.link_rtt(dev.device_id, s.server_id),
-                       s.remaining_tokens, s.est_step_s)
+            TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.decode_queue)
+                       + len(s.waiting), s.running, s.queued_tokens, s.max_batch,
+                       self.net.link_rtt(dev.device_id, s.server_id), s.remaining_tokens,
+                       s.est_step_s)
             for i, s in enumerate(targets)
         ]
         choice = self.router.choose(
@@ -224,8 +235,10 @@ class Simulator(ServerSteps, KvMemory):
             server.peak_kv = server.kv_used
         self._enqueue(server, req, DECODE, 1, req.prompt + req.generated - 1)
 
-    def _verify_job(self, server: TargetServer, req: Request) -> None:
-        """Queue the verify of the drafted window, with KV for its gamma + 1 tokens."""
+    def _verify_job(self, req: Request) -> None:
+        """The drafted window reached the server: queue its verify, with KV for its
+        gamma + 1 tokens (an event handler in distributed mode)."""
+        server: TargetServer = req.server  # type: ignore[assignment]
         gamma = req.gamma
         # The TPOT deadline: the next token must leave by the time that keeps mean TPOT in SLO.
         req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
@@ -306,10 +319,7 @@ class Simulator(ServerSteps, KvMemory):
         server: TargetServer = req.server  # type: ignore[assignment]
         up = self.net.one_way(dev.device_id, server.server_id, gamma)
         req.net_s = up
-        self.loop.at(start + draft + up, self._verify_at_server, req)
-
-    def _verify_at_server(self, req: Request) -> None:
-        self._verify_job(req.server, req)  # type: ignore[arg-type]
+        self.loop.at(start + draft + up, self._verify_job, req)
 
     def _fused_round(self, server: TargetServer, req: Request) -> None:
         gamma = self._next_gamma(req)
@@ -320,7 +330,7 @@ class Simulator(ServerSteps, KvMemory):
         if gamma:  # the draft model's own KV is not the target's: no reservation to draft
             self._enqueue(server, req, DRAFT, gamma, context)
         else:
-            self._verify_job(server, req)
+            self._verify_job(req)
 
     # ---------------------------------------------------------------- completion
     def _finish(self, req: Request) -> None:

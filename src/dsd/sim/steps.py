@@ -20,6 +20,8 @@ from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, Request, TargetServ
 class ServerSteps:
     """Mixin of `Simulator`: queueing, step formation and step completion at a server."""
 
+    __slots__ = ()
+
     # Also uses Simulator's sample_at, _sample, _prefilled, _verified, _decoded, _verify_job
     # and KvMemory's _admit_waiting.
     loop: Any
@@ -34,7 +36,14 @@ class ServerSteps:
         now = req.arrival_s = self.loop.now
         if kind == VERIFY:
             server.queue.append(req)
-            req.prefill_mark = self._prefill_clock(server, now)
+            # The server's prefill clock now: a verify's wait behind prefills is how far the
+            # clock moves while it queues. A running step does its prefills first.
+            clock = server.prefill_clock
+            if server.step_prefill_s and server.busy:
+                left = server.step_prefill_s - (now - server.step_start)
+                if left > 0:
+                    clock -= left
+            req.prefill_mark = clock
         elif kind == DECODE:
             server.decode_queue.append(req)
         elif kind == DRAFT:
@@ -45,16 +54,6 @@ class ServerSteps:
         server.queued_tokens += query
         if not server.busy:
             self._start_batch(server)
-
-    @staticmethod
-    def _prefill_clock(server: TargetServer, now: float) -> float:
-        """Seconds of prefill work the server has run by `now` (a step runs its prefills
-        first): a verify's waiting behind prefills is the clock's advance while it waits."""
-        if not server.busy or not server.step_prefill_s:
-            return server.prefill_clock
-        ran = now - server.step_start
-        left = server.step_prefill_s - ran
-        return server.prefill_clock - left if left > 0 else server.prefill_clock
 
     def _wake(self, server: TargetServer) -> None:
         server.wake_pending = False
@@ -75,8 +74,10 @@ class ServerSteps:
         if drafts and (not queue or drafts[0].arrival_s <= queue[0].arrival_s):
             batch = drafts[: server.max_batch]
             del drafts[: len(batch)]
+            n = len(batch)
             duration = fused_draft_s(server.draft_step, batch)
         elif queue or decodes:
+            taken = 0
             if decodes:  # every waiting decode joins, up to the sequence cap
                 if len(decodes) <= server.max_seqs:
                     batch = decodes
@@ -84,53 +85,52 @@ class ServerSteps:
                 else:
                     batch = decodes[: server.max_seqs]
                     del decodes[: server.max_seqs]
-            else:
-                if (server.max_wait_s and len(queue) < server.max_batch
-                        and now < queue[0].arrival_s + server.max_wait_s):  # same sum as wake
-                    if not server.wake_pending:
-                        server.wake_pending = True
-                        self.loop.at(queue[0].arrival_s + server.max_wait_s, self._wake, server)
-                    return
-                batch = []
+                taken = len(batch)
+            elif (server.max_wait_s and len(queue) < server.max_batch
+                    and now < queue[0].arrival_s + server.max_wait_s):  # same sum as the wake
+                if not server.wake_pending:
+                    server.wake_pending = True
+                    self.loop.at(queue[0].arrival_s + server.max_wait_s, self._wake, server)
+                return
+            n = taken
             if queue:
                 chosen = server.batcher.select(queue, now)
-                taken = len(batch)
-                if (taken + len(chosen) > server.max_seqs
-                        or server.queued_tokens > server.max_tokens):  # an upper bound
-                    chosen = self._fit_step(server, chosen, taken)
-                n = len(chosen)
-                if queue[:n] == chosen:  # the common FIFO case: a prefix
-                    del queue[:n]
+                k = len(chosen)
+                if taken + k > server.max_seqs or server.queued_tokens > server.max_tokens:
+                    chosen = self._fit_step(server, chosen, taken)  # the bound is loose
+                    k = len(chosen)
+                if queue[:k] == chosen:  # the common FIFO case: a prefix
+                    del queue[:k]
                 else:
                     picked = {id(r) for r in chosen}
                     server.queue = [r for r in queue if id(r) not in picked]
                 batch = batch + chosen if taken else chosen
+                n += k
             duration = target_batch_s(server.step, batch)
             if server.prefills_pending:
                 prefill_s = self._prefill_share(server, batch, duration)
-                early = len(batch) > 1
+                early = n > 1
             record_interference(self.metrics, server, batch, duration)
         else:
             return
-        duration += server.swap_pending_s  # swaps run inside the step, as in vLLM
-        server.swap_pending_s = 0.0
-        self._begin_step(server, batch, now, duration, prefill_s)
+        if server.swap_pending_s:  # swaps run inside the step, as in vLLM
+            duration += server.swap_pending_s
+            server.swap_pending_s = 0.0
+        server.busy = True
+        server.busy_time += duration
+        server.batch_end = end = now + duration
+        server.batches += 1
+        server.batched_jobs += n
+        if prefill_s:
+            server.prefill_clock += prefill_s
+            server.step_start = now
+            server.step_prefill_s = prefill_s
+        elif server.step_prefill_s:
+            server.step_prefill_s = 0.0
         if early:
             batch = self._release_prefills_early(server, batch, now, duration)
         server.batch = batch
-        self.loop.at(now + duration, self._batch_done, server)
-
-    @staticmethod
-    def _begin_step(server: TargetServer, batch: list[Request], now: float, duration: float,
-                    prefill_s: float) -> None:
-        server.busy = True
-        server.busy_time += duration
-        server.batch_end = now + duration
-        server.batches += 1
-        server.batched_jobs += len(batch)
-        server.prefill_clock += prefill_s
-        server.step_start = now
-        server.step_prefill_s = prefill_s
+        self.loop.at(end, self._batch_done, server)
 
     @staticmethod
     def _prefill_share(server: TargetServer, batch: list[Request], duration: float) -> float:
@@ -218,7 +218,7 @@ class ServerSteps:
                 else:
                     self._prefilled(server, req)
             else:
-                self._verify_job(server, req)  # fused: drafted, now verify
+                self._verify_job(req)  # fused: drafted, now verify
         server.batch = []
         if server.waiting:
             self._admit_waiting(server)
