@@ -30,21 +30,15 @@ def fused_draft_s(step: Any, batch: list[Request]) -> float:
     return total
 
 
-def record_interference(metrics: Any, server: Any, batch: list[Request], batch_s: float) -> None:
-    """Verification interference of each measured verify job: what its batch-mates add to
-    its step, T(batch) - T({r}), plus the prefill work the server ran while it waited in
-    the queue (the server's prefill clock now, minus when it joined the queue)."""
-    clock = server.prefill_clock
+def record_interference(metrics: Any, step: Any, batch: list[Request], batch_s: float) -> None:
+    """What batch mates add to each measured verify job's step, T(batch) - T({r}) (the
+    engine adds the time verifies wait behind prefills)."""
     if len(batch) == 1:
-        r = batch[0]
-        if r.kind == VERIFY and r.measured:
-            metrics.interference_s += clock - r.prefill_mark
+        if batch[0].kind == VERIFY and batch[0].measured:
             metrics.verify_rounds += 1
         return
-    step = server.step
     for r in batch:
         if r.kind == VERIFY and r.measured:
             q, c = r.query_tokens, r.context_len
-            metrics.interference_s += (batch_s - step.step_s(1, q, c, q * (c + q))
-                                       + clock - r.prefill_mark)
+            metrics.interference_s += batch_s - step.step_s(1, q, c, q * (c + q))
             metrics.verify_rounds += 1

@@ -26,7 +26,6 @@ class Request:
         "load", "kind", "context_len", "query_tokens", "arrival_s", "deadline_s",
         "mode", "pre_accepted", "expected_tokens",
         "prefill_total", "prefilled", "resume", "preempted", "pending_kind", "swapped",
-        "prefill_mark",
     )
 
     def __init__(self, request_id: int, device: DraftDevice, arrival: float, prompt: int,
@@ -70,7 +69,6 @@ class Request:
         self.preempted = False  # its KV was taken; its next server job waits for memory
         self.pending_kind = -1  # the job it waits to run again after preemption
         self.swapped = 0  # tokens of KV swapped out to host memory
-        self.prefill_mark = 0.0  # server's prefill clock when this verify joined the queue
 
 
 class DraftDevice:
@@ -106,7 +104,7 @@ class TargetServer:
         "peak_running", "queued_tokens", "busy_time", "batches", "batched_jobs",
         "remaining_tokens", "est_step_s", "prefills_pending", "max_seqs", "max_tokens",
         "chunked", "swap_s_per_token", "swap_pending_s", "batch_end", "token_s",
-        "prefill_clock", "step_start", "step_prefill_s", "kv_area", "kv_t", "kv_last",
+        "step_start", "step_prefill_s", "kv_area", "kv_t", "kv_last",
         "seq_cap",
     )
 
@@ -156,9 +154,8 @@ class TargetServer:
         self.swap_pending_s = 0.0  # swap time the next step pays
         self.batch_end = 0.0
         self.seq_cap = self.max_batch  # sequences a full step holds (occupancy denominator)
-        # Prefill work the executor has run (seconds), for interference behind prefills: the
-        # running step started at `step_start` and runs its prefills first, `step_prefill_s`.
-        self.prefill_clock = 0.0
+        # The running step started at `step_start` and runs its prefills first, for
+        # `step_prefill_s` (interference of the verifies that wait behind them).
         self.step_start = 0.0
         self.step_prefill_s = 0.0
         self.kv_area = 0.0  # integral of kv_used over time, sampled at step boundaries

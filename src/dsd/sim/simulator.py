@@ -244,14 +244,17 @@ class Simulator(ServerSteps, KvMemory):
         req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
         if self.needs_expected:
             req.expected_tokens = req.acceptance.expected_tokens(gamma)
-        if req.preempted or server.kv_used + gamma + 1 > server.kv_capacity:
-            if not self._make_room(server, req, VERIFY, gamma + 1):
+        need = gamma + 1
+        used = server.kv_used + need
+        if used > server.kv_capacity or req.preempted:
+            if not self._make_room(server, req, VERIFY, need):
                 return
-        server.kv_used += gamma + 1
-        req.kv_held += gamma + 1
-        if server.kv_used > server.peak_kv:
-            server.peak_kv = server.kv_used
-        self._enqueue(server, req, VERIFY, gamma + 1, req.prompt + req.generated - 1)
+            used = server.kv_used + need
+        server.kv_used = used
+        req.kv_held += need
+        if used > server.peak_kv:
+            server.peak_kv = used
+        self._enqueue(server, req, VERIFY, need, req.prompt + req.generated - 1)
 
     # ---------------------------------------------------------------- speculation rounds
     def _next_gamma(self, req: Request) -> int:

@@ -36,14 +36,11 @@ class ServerSteps:
         now = req.arrival_s = self.loop.now
         if kind == VERIFY:
             server.queue.append(req)
-            # The server's prefill clock now: a verify's wait behind prefills is how far the
-            # clock moves while it queues. A running step does its prefills first.
-            clock = server.prefill_clock
-            if server.step_prefill_s and server.busy:
-                left = server.step_prefill_s - (now - server.step_start)
+            if server.step_prefill_s and server.busy and req.measured:
+                # It waits behind what is left of the running step's prefills (run first).
+                left = server.step_start + server.step_prefill_s - now
                 if left > 0:
-                    clock -= left
-            req.prefill_mark = clock
+                    self.metrics.interference_s += left
         elif kind == DECODE:
             server.decode_queue.append(req)
         elif kind == DRAFT:
@@ -107,10 +104,12 @@ class ServerSteps:
                 batch = batch + chosen if taken else chosen
                 n += k
             duration = target_batch_s(server.step, batch)
+            record_interference(self.metrics, server.step, batch, duration)
             if server.prefills_pending:
                 prefill_s = self._prefill_share(server, batch, duration)
                 early = n > 1
-            record_interference(self.metrics, server, batch, duration)
+                if prefill_s:  # the verifies left in the queue wait behind this prefill work
+                    self._wait_behind_prefill(server.queue, prefill_s)
         else:
             return
         if server.swap_pending_s:  # swaps run inside the step, as in vLLM
@@ -122,7 +121,6 @@ class ServerSteps:
         server.batches += 1
         server.batched_jobs += n
         if prefill_s:
-            server.prefill_clock += prefill_s
             server.step_start = now
             server.step_prefill_s = prefill_s
         elif server.step_prefill_s:
@@ -131,6 +129,11 @@ class ServerSteps:
             batch = self._release_prefills_early(server, batch, now, duration)
         server.batch = batch
         self.loop.at(end, self._batch_done, server)
+
+    def _wait_behind_prefill(self, queue: list[Request], prefill_s: float) -> None:
+        """Verification interference also counts the time verifies wait behind prefills."""
+        waiting = sum(1 for r in queue if r.kind == VERIFY and r.measured)
+        self.metrics.interference_s += waiting * prefill_s
 
     @staticmethod
     def _prefill_share(server: TargetServer, batch: list[Request], duration: float) -> float:
