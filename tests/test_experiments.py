@@ -14,7 +14,7 @@ from dsd.experiments.registry import (
     run_experiment,
 )
 
-NAMES = ("policy-stack", "rtt-sweep", "draft-scale", "wisp-capacity", "routing")
+NAMES = ("policy-stack", "rtt-sweep", "draft-scale", "wisp-capacity", "routing", "lab")
 
 
 def test_builtin_experiments_are_registered() -> None:
