@@ -19,7 +19,13 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from dsd.experiments.common import bar_plot, paper_large, scale_cluster, simulate_point
+from dsd.experiments.common import (
+    bar_plot,
+    cluster_label,
+    paper_large,
+    scale_cluster,
+    simulate_point,
+)
 from dsd.experiments.registry import (
     ExperimentContext,
     ExperimentResult,
@@ -96,7 +102,8 @@ def lab(ctx: ExperimentContext) -> ExperimentResult:
             ctx.out / f"lab-{ds}.png", list(LOADS),
             dict(zip(labels, (values("tpot_ms_mean"), values("ttft_ms_mean"),
                               values("verify_interference_ms_mean")), strict=True)),
-            labels, f"LAB vs FIFO on {ds} (paper-large, JSQ, gamma 4, {len(seeds)} seeds)"))
+            labels, f"LAB vs FIFO on {ds} ({cluster_label(base)}, JSQ, gamma 4, "
+                    f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''})"))
     cols = ["dataset", "load", "batcher", "throughput_rps", "ttft_ms_mean", "tpot_ms_mean",
             "tpot_ms_p99", "verify_interference_ms_mean", "tpot_vs_fifo_ms", "ttft_vs_fifo_ms"]
-    return ExperimentResult(means, summary, plots, cols)
+    return ExperimentResult(means, summary, plots, cols, axes=("load", "batcher", "dataset"))
