@@ -10,7 +10,6 @@ import sys
 import urllib.request
 
 import pytest
-
 from backend_helpers import needs_llama, tiny_dir
 
 pytestmark = [pytest.mark.runtime, needs_llama]
