@@ -65,6 +65,7 @@ class ExperimentResult:
     plots: list[Path] = field(default_factory=list)
     table_columns: Sequence[str] | None = None  # columns printed (default: all scalars)
     notes: list[str] = field(default_factory=list)  # printed under the table, kept in summary
+    echo_summary: bool = True  # print the summary's figures under the table
 
 
 ExperimentFn = Callable[[ExperimentContext], ExperimentResult]
@@ -162,7 +163,7 @@ def print_rows(result: ExperimentResult, title: str) -> None:
     if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns
         console = Console(width=max(160, 12 * len(cols)))
     console.print(table)
-    for key, value in result.summary.items():
+    for key, value in (result.summary if result.echo_summary else {}).items():
         if key in ("plots", "notes", "experiment", "quick"):
             continue
         if isinstance(value, dict):
