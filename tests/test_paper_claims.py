@@ -126,3 +126,35 @@ def test_quick_paper_experiment_writes_every_claim(tmp_path) -> None:
         assert entry["seeds"] >= 3
     report = (tmp_path / "report.md").read_text()
     assert all(f"`{key}`" in report for key in summary["claims"])
+
+
+def test_paper_closest_example_is_the_experiments_setting() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from dsd.experiments.paper.setting import dsd_large
+
+    assert yaml.safe_load(Path("examples/paper-closest.yaml").read_text()) == dsd_large(False)
+
+
+def test_publish_copies_the_report_verbatim(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("publish", "scripts/publish_paper_report.py")
+    publish = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(publish)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.md").write_text("# Paper claims: reproduced or bounded\n\n| a |\n\n"
+                                   "![k](sens-k.png)\n")
+    (run / "sens-k.png").write_bytes(b"png")
+    doc = tmp_path / "docs" / "paper.md"
+    doc.parent.mkdir()
+    doc.write_text(f"intro\n{publish.BEGIN}\nold\n{publish.END}\noutro\n")
+    publish.publish(run, doc, tmp_path / "docs" / "figures" / "paper")
+    text = doc.read_text()
+    assert "old" not in text and "| a |" in text and text.startswith("intro")
+    assert "](figures/paper/sens-k.png)" in text and text.rstrip().endswith("outro")
+    assert Path(tmp_path / "docs/figures/paper/sens-k.png").exists()
