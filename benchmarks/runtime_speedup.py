@@ -25,9 +25,13 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def gsm8k(n: int) -> list[str]:
-    path = REPO.parent / "shared" / "datasets" / "gsm8k_test.jsonl"
-    rows = [json.loads(line) for line in path.open()][:n]
-    return [r["question"] for r in rows]
+    """The first `n` GSM8K test questions (shipped with dsd)."""
+    from itertools import islice
+
+    from dsd.workload import iter_dataset
+    from dsd.workload.prompt_sets import dataset_path
+
+    return [item.prompt for item in islice(iter_dataset(dataset_path("gsm8k")), n)]
 
 
 async def run(args) -> dict:

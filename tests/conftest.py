@@ -4,7 +4,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture
@@ -12,8 +11,9 @@ def examples_dir() -> Path:
     return EXAMPLES
 
 
-@pytest.fixture
-def datasets_dir() -> Path:
-    if not DATASETS.is_dir():
-        pytest.skip("../shared/datasets is not present")
-    return DATASETS
+@pytest.fixture(scope="session")
+def report_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int]]:
+    """Run folders of every kind the HTML report reads (tests/report_runs.py), made once."""
+    from report_runs import make_runs
+
+    return make_runs(tmp_path_factory.mktemp("report-runs"))

@@ -125,3 +125,27 @@ def test_training_floors_the_std_of_a_constant_feature(tmp_path) -> None:
     logits = np.asarray(window.net.logits(raw_features(jitter)))
     assert np.isfinite(logits).all() and np.abs(logits).max() < 1e4
     assert window().next_gamma(jitter) in GAMMAS
+
+
+def test_training_without_held_out_scenarios_says_so(tmp_path) -> None:
+    """Two scenarios of one (dataset, hardware) group cannot be split: training warns and
+    labels the early-stopping figure as the training regret, not "val regret"."""
+    pytest.importorskip("torch")
+    import pyarrow as pa
+
+    from dsd.awc.train import TrainConfig, train
+
+    rows = 20
+    cols = {"sid": ["a"] * rows + ["b"] * rows, "dataset": ["gsm8k"] * 2 * rows,
+            "hardware": ["a40-a100"] * 2 * rows,
+            **{name: [0.1 * (i % 7) for i in range(2 * rows)] for name in FEATURE_NAMES},
+            "obj_g1": [1.0, 0.9] * rows, "obj_g4": [0.9, 1.0] * rows}
+    pq.write_table(pa.table(cols), tmp_path / "d.parquet")
+    lines: list[str] = []
+    report = train(tmp_path / "d.parquet", tmp_path / "w.npz",
+                   TrainConfig(hidden=4, epochs=2, patience=2), log=lines.append)
+    assert report.scenarios == {"train": 2, "val": 0, "test": 0}
+    assert any(line.startswith("warning: no validation or test scenarios") for line in lines)
+    assert not any("val regret" in line for line in lines)
+    assert any("train regret" in line for line in lines)
+    assert set(report.metrics) == {"train"}

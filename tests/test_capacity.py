@@ -69,3 +69,22 @@ def test_real_search_on_a_small_cluster() -> None:
                           max_evals=8)
     assert res.capacity > 0
     assert res.at_capacity["attainment"] >= 0.9
+
+
+def test_progress_and_the_unit_name_the_load(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cap, "evaluate_point", fake_point(0.0333))
+    steps: list[tuple] = []
+    res = capacity_search(CFG, over="rate", tol=0.01, executor=TwoWide(),
+                          progress=lambda *a: steps.append(a))
+    done = [s[0] for s in steps]
+    assert done == sorted(done) and done[-1] == len(res.points)
+    expected = [s[1] for s in steps if s[1] is not None]
+    assert expected and all(e >= d for d, e, *_ in steps if e is not None)
+    assert res.key == "workload.arrival.rate_per_device"
+    assert res.unit == "req/s per device (workload.arrival.rate_per_device)"
+    from dsd.cli.main import main
+
+    assert main(["capacity", CFG, "--over", "rate", "--workers", "1", "--tol", "0.01"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("capacity: 0.03") and "req/s per device " \
+        "(workload.arrival.rate_per_device) at 90% SLO attainment" in last

@@ -45,9 +45,24 @@ def test_unknown_experiment_is_one_line(capsys) -> None:
 
 
 # The quick versions are the CI smoke tests of the experiments (~15 s together).
+# Plot titles describe the run that made them (the quick runs shrink cluster and duration).
+QUICK_TITLES = {"routing": "(60 drafts, 4 servers, 60 s runs)",
+                "policy-stack": "on a tenth of paper-large (60 drafts, 3 servers, 60 s runs)",
+                "rtt-sweep": "120 users, 60 s runs", "draft-scale": "60 s runs",
+                "wisp-capacity": "60 s runs, 1 seed)"}
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_quick_experiment_runs(name: str, tmp_path) -> None:
+def test_quick_experiment_runs(name: str, tmp_path, monkeypatch) -> None:
+    from dsd.experiments import common
+
+    titles: list[str] = []
+    save = common._save
+    monkeypatch.setattr(common, "_save", lambda fig, path, title: (titles.append(title),
+                                                                   save(fig, path, title))[1])
     res = run_experiment(name, quick=True, out=tmp_path, echo=False)
     assert res.rows and (tmp_path / "results.csv").exists()
     assert all((tmp_path / p).exists() for p in json.loads(
         (tmp_path / "summary.json").read_text())["plots"])
+    text = " ".join(titles).replace("\n", " ")
+    assert QUICK_TITLES[name] in text and "600 drafts" not in text, titles

@@ -79,5 +79,5 @@ def test_dynamic_window_follows_last_acceptance() -> None:
 def test_unknown_policy_and_bad_params_are_clear() -> None:
     with pytest.raises(UnknownPolicyError, match="unknown router policy 'nope'.*jsq"):
         ROUTERS.create("nope")
-    with pytest.raises(UnknownPolicyError, match="bad parameters for batcher 'fifo'"):
+    with pytest.raises(UnknownPolicyError, match="batcher 'fifo' takes no parameter 'colour'"):
         BATCHERS.create("fifo", colour="red")

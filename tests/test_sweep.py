@@ -231,7 +231,9 @@ def test_cli_run_resume_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert pq.read_table(out / "results.parquet").num_rows == 8
     assert (out / "sweep.yaml").is_file()
     assert main(["sweep", str(path), "--workers", "1", "--out", str(out)]) == 0
-    assert "8 points, 8 ok" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "resuming: 8 of 8 points already in" in out_text  # a resumed sweep says so
+    assert "8 points, 8 ok, 0 failed, 8 skipped as done" in out_text
     png = tmp_path / "p.png"
     assert main(["sweep", "plot", str(out), "--x", "network.rtt_ms", "--y", "throughput_rps",
                  "--hue", "policies.window.gamma", "--out", str(png)]) == 0

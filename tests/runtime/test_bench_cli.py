@@ -1,4 +1,5 @@
-"""`dsd bench runtime` writes the simulator's per-request table; CLI wiring of serve."""
+"""`dsd bench runtime` writes the simulator's per-request table and per-round records that
+`dsd calibrate acceptance` fits; CLI wiring of serve."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from rt_helpers import make_edge, verifier_server  # noqa: E402
 pytestmark = pytest.mark.runtime
 
 
-def test_bench_runtime_writes_table(tiny, runners, tmp_path, datasets_dir):
+def test_bench_runtime_writes_table_and_rounds(tiny, runners, tmp_path):
+    import json
+
     import pyarrow.parquet as pq
+    import yaml
 
     from dsd.cli.bench import COLUMNS
     from dsd.cli.main import main as cli
@@ -39,21 +43,34 @@ def test_bench_runtime_writes_table(tiny, runners, tmp_path, datasets_dir):
     th = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     th.start()
     assert ready.wait(60)
-    out = tmp_path / "req.parquet"
-    try:
+    out = tmp_path / "bench-1"
+    try:  # the default dataset (GSM8K) ships with dsd: no dataset folder needed
         rc = cli(["bench", "runtime", "--url", f"http://127.0.0.1:{box['port']}", "--num", "4",
-                  "--concurrency", "2", "--max-tokens", "12", "--datasets-dir",
-                  str(datasets_dir), "--out", str(out), "--slo-tpot-ms", "10000"])
+                  "--concurrency", "2", "--max-tokens", "12", "--out", str(out),
+                  "--slo-tpot-ms", "10000"])
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         th.join(30)
     assert rc == 0
-    table = pq.read_table(out).to_pylist()
+    table = pq.read_table(out / "requests.parquet").to_pylist()
     assert len(table) == 4 and list(table[0]) == COLUMNS
     for row in table:
         assert row["output_tokens"] >= 1 and row["mode"] == "distributed"
         assert row["e2e_ms"] >= row["ttft_ms"] > 0 and row["slo_met"]
     assert sum(r["drafted_tokens"] for r in table) > 0
+    records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    by_id = {r["request_id"]: r for r in table}
+    for rec in records:  # the rounds add up to the table's per-request totals
+        row = by_id[rec["request_id"]]
+        assert len(rec["rounds_log"]) == row["rounds"]
+        assert sum(g for g, _ in rec["rounds_log"]) == row["drafted_tokens"]
+        assert sum(a for _, a in rec["rounds_log"]) == row["accepted_tokens"]
+    # The README's workflow: fit acceptance from the bench's run folder.
+    fitted = tmp_path / "acceptance.yaml"
+    assert cli(["calibrate", "acceptance", str(out), "--out", str(fitted), "--min-reached", "1",
+                "--quiet"]) == 0
+    fit = yaml.safe_load(fitted.read_text())
+    assert fit["rounds"] == sum(g > 0 for rec in records for g, _ in rec["rounds_log"]) > 0
 
 
 def test_serve_cli_errors_are_one_line(capsys, tmp_path):

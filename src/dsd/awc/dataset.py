@@ -31,6 +31,7 @@ from dsd.awc.parallel import parallel_map
 from dsd.awc.scenarios import Scenario
 from dsd.errors import DsdError
 from dsd.policies.awc import FEATURE_NAMES
+from dsd.progress import ProgressBar
 
 CANDIDATE_GAMMAS = (1, 2, 3, 4, 5, 6, 8)
 # Bump when the meaning of a feature changes (the simulator's WindowState, `raw_features`):
@@ -105,16 +106,15 @@ def generate(scenarios: list[Scenario], out: str | Path, *, gammas: tuple[int, .
     todo = [s for s in scenarios if not _part_is_current(parts / f"{s.sid}.parquet")]
     jobs = [(s.to_dict(), tuple(gammas), points_per_run) for s in todo]
     results = parallel_map(label_scenario, jobs, executor, workers, address)
-    if progress:
-        from rich.progress import track
-
-        results = track(results, total=len(jobs), description="awc dataset")
-    for sc, cols in zip(todo, results, strict=True):
-        tmp = parts / f"{sc.sid}.parquet.tmp"
-        table = pa.table(cols)
-        table = table.replace_schema_metadata({_STAMP: FEATURES_VERSION.encode()})
-        pq.write_table(table, tmp)
-        tmp.replace(parts / f"{sc.sid}.parquet")  # atomic: a killed run leaves no half part
+    with ProgressBar("awc dataset", len(jobs), unit="scenarios", enabled=progress) as bar:
+        for done, (sc, cols) in enumerate(zip(todo, results, strict=True), 1):
+            tmp = parts / f"{sc.sid}.parquet.tmp"
+            table = pa.table(cols)
+            table = table.replace_schema_metadata({_STAMP: FEATURES_VERSION.encode()})
+            pq.write_table(table, tmp)
+            tmp.replace(parts / f"{sc.sid}.parquet")  # atomic: a killed run leaves no half part
+            bar.update(done, info=f"{len(scenarios) - len(todo)} done before" if
+                       len(todo) < len(scenarios) else "")
     tables = [pq.read_table(parts / f"{s.sid}.parquet") for s in scenarios]
     tables = [t for t in tables if t.num_rows]
     if not tables:

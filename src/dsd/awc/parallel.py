@@ -6,14 +6,15 @@ it is imported lazily so AWC works with or without it. Results come back in item
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 
 def default_workers() -> int:
-    # The machine is shared: two workers unless told otherwise.
-    return max(1, min(2, os.cpu_count() or 1))
+    """All cores, as every `--workers` default."""
+    from dsd.sweep.executor import default_workers as all_cores
+
+    return all_cores()
 
 
 def parallel_map(fn: Callable[[Any], Any], items: list[Any], executor: str = "local",

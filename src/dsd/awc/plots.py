@@ -9,8 +9,9 @@ POLICIES = (("static4", "static γ=4"), ("dynamic", "dynamic"), ("best", "best s
             ("awc", "AWC"))
 
 
-def plot_results(table: list[dict[str, Any]], out: str | Path) -> list[Path]:
-    """One grouped-bar figure per metric (awc_throughput/tpot/ttft.png); returns the paths."""
+def plot_results(table: list[dict[str, Any]], out: str | Path, run: str = "") -> list[Path]:
+    """One grouped-bar figure per metric (awc_throughput/tpot/ttft.png); returns the paths.
+    `run` describes the runs behind the figures (e.g. "2 seeds x 300 s"), for the title."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: CI and servers have no display
@@ -22,11 +23,13 @@ def plot_results(table: list[dict[str, Any]], out: str | Path) -> list[Path]:
     x = np.arange(len(cases))
     width = 0.2
     paths = []
-    for metric, label, fname in (("throughput", "throughput (req/s, response-time law)",
-                                  "awc_throughput.png"),
-                                 ("tpot_ms", "mean TPOT (ms)", "awc_tpot.png"),
-                                 ("ttft_ms", "mean TTFT (ms)", "awc_ttft.png")):
-        fig, ax = plt.subplots(figsize=(12, 4))
+    about = f"{len(cases)} cases" + (f", {run}" if run else "")
+    for metric, title, ylabel, fname in (
+            ("throughput", "throughput relative to static γ=4 (response-time law)",
+             "throughput / static γ=4", "awc_throughput.png"),
+            ("tpot_ms", "mean TPOT", "mean TPOT (ms)", "awc_tpot.png"),
+            ("ttft_ms", "mean TTFT", "mean TTFT (ms)", "awc_ttft.png")):
+        fig, ax = plt.subplots(figsize=(12, 4.4), layout="constrained")
         for i, (key, name) in enumerate(POLICIES):
             vals = []
             for c in table:
@@ -37,15 +40,16 @@ def plot_results(table: list[dict[str, Any]], out: str | Path) -> list[Path]:
                 vals.append(v / base if metric == "throughput" else v)
             ax.bar(x + (i - 1.5) * width, vals, width, label=name)
         ax.set_xticks(x, cases, rotation=30, ha="right")
-        ax.set_ylabel(label + (" / static γ=4" if metric == "throughput" else ""))
+        ax.set_ylabel(ylabel)
         if metric == "throughput":
             ax.axhline(1.0, color="grey", lw=0.8)
-            lo = min(min(c["policies"][p]["throughput"] / c["policies"]["static4"]["throughput"]
-                         for p in c["policies"]) for c in table)
-            ax.set_ylim(max(0.0, lo - 0.05), None)
-        ax.legend(ncol=4, fontsize=8)
-        ax.set_title(f"AWC evaluation: {label}")
-        fig.tight_layout()
+            ratios = [c["policies"][p]["throughput"] / c["policies"]["static4"]["throughput"]
+                      for c in table for p in c["policies"]]
+            span = max(ratios) - min(ratios)
+            ax.set_ylim(max(0.0, min(ratios) - 0.15 * span), max(ratios) + 0.1 * span)
+        ax.grid(axis="y", alpha=0.3)
+        fig.suptitle(f"AWC evaluation: {title} ({about})")
+        fig.legend(loc="outside lower center", ncol=4, frameon=False, fontsize=9)
         path = out / fname
         fig.savefig(path, dpi=110)
         plt.close(fig)

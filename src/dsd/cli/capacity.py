@@ -24,8 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds averaged per load (1)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="PATH=VALUE", help="override a config value (repeatable)")
-    p.add_argument("--workers", type=int, default=1, help="loads evaluated in parallel")
+    p.add_argument("--workers", type=int, default=None,
+                   help="loads evaluated in parallel (default: all cores)")
     p.add_argument("--out", default=None, help="write capacity.json and points.csv here")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors (results in --out)")
     p.set_defaults(handler=run)
 
 
@@ -46,30 +49,40 @@ def parse_slo(text: str | None) -> dict[str, float] | None:
 
 def run(args: argparse.Namespace) -> int:
     from dsd.experiments.capacity import capacity_search
-    from dsd.experiments.executors import get_executor
+    from dsd.experiments.executors import get_executor, workers_arg
     from dsd.experiments.registry import write_rows
+    from dsd.progress import ProgressBar
 
-    executor = get_executor(args.workers)
+    executor = get_executor(workers_arg(args.workers))
+    bar = ProgressBar(f"capacity over {args.over}", None, unit="loads", enabled=not args.quiet)
+
+    def step(done: int, expected: int | None, lo: float | None, hi: float | None) -> None:
+        bracket = f"between {lo:g} and {hi:g}" if lo is not None else f"bracketing, at {hi:g}"
+        bar.update(done, total=expected, info=bracket)
+
     try:
         res = capacity_search(
             args.config, slo=parse_slo(args.slo), attainment=args.attainment, over=args.over,
             lo=args.lo, hi=args.hi, tol=args.tol, seeds=tuple(range(args.seeds)),
-            executor=executor, overrides=tuple(args.overrides))
+            executor=executor, overrides=tuple(args.overrides), progress=step)
+        bar.update(len(res.points), total=len(res.points), info=f"capacity {res.capacity:g}")
     finally:
+        bar.close()
         close = getattr(executor, "close", None)
         if close:
             close()
-    for p in res.points:
-        mark = "pass" if p["passes"] else "FAIL"
-        print(f"  {args.over}={p['load']:<10g} attainment {p['attainment']:.3f} {mark}  "
-              f"goodput {p['goodput_tps']:.1f} tok/s  TPOT p99 {p['tpot_ms_p99']} ms")
-    unit = "edge devices" if args.over == "drafts" else "req/s (the config's arrival rate key)"
-    print(f"capacity: {res.capacity:g} {unit} at {args.attainment:.0%} SLO attainment")
+    if not args.quiet:
+        for p in res.points:
+            mark = "pass" if p["passes"] else "FAIL"
+            print(f"  {args.over}={p['load']:<10g} attainment {p['attainment']:.3f} {mark}  "
+                  f"goodput {p['goodput_tps']:.1f} tok/s  TPOT p99 {p['tpot_ms_p99']} ms")
+        print(f"capacity: {res.capacity:g} {res.unit} at {args.attainment:.0%} SLO attainment")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "capacity.json").write_text(json.dumps(
-            {"over": res.over, "capacity": res.capacity, "attainment": res.attainment_target,
-             "at_capacity": res.at_capacity}, indent=2) + "\n")
+            {"over": res.over, "key": res.key, "capacity": res.capacity,
+             "attainment": res.attainment_target, "at_capacity": res.at_capacity},
+            indent=2) + "\n")
         write_rows(out / "points.csv", res.points)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dsd.cli.report import add_report_flag, write_after_run
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,20 +17,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="small version for smoke tests (under a minute each)")
     p.add_argument("--out", default=None, help="output folder (default runs/experiment-NAME)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="simulations run in parallel (dsd.sweep executor or a process pool)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="simulations run in parallel (default: all cores)")
     p.add_argument("--executor", default="local", help="dsd.sweep executor name (local, ray)")
     p.add_argument("--address", default=None, help="executor address (e.g. a Ray cluster)")
     p.add_argument("--reuse", action="store_true",
                    help="reuse the measurements an earlier run left in --out (sim-vs-real: "
                         "re-simulate without running the runtime again)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    add_report_flag(p)
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsd.errors import DsdError
-    from dsd.experiments.executors import get_executor
+    from dsd.experiments.executors import get_executor, workers_arg
     from dsd.experiments.registry import EXPERIMENTS, load_builtin, run_experiment
 
     if args.list or not args.name:
@@ -36,14 +39,16 @@ def run(args: argparse.Namespace) -> int:
         for name in sorted(EXPERIMENTS):
             print(f"{name:16s} {EXPERIMENTS[name].description}")
         return 0 if args.list else 2
-    if args.workers < 1:
-        raise DsdError("--workers must be >= 1")
-    executor = get_executor(args.workers, args.executor, args.address)
+    workers = workers_arg(args.workers) if args.executor == "local" else args.workers
+    executor = get_executor(workers, args.executor, args.address)
     try:
-        run_experiment(args.name, quick=args.quick, out=args.out, executor=executor,
-                       seed=args.seed, reuse=args.reuse)
+        result = run_experiment(args.name, quick=args.quick, out=args.out,
+                                executor=executor, seed=args.seed, reuse=args.reuse,
+                                echo=not args.quiet)
     finally:
         close = getattr(executor, "close", None)
         if close:  # dsd.sweep executors hold a worker pool
             close()
+    if args.report:
+        write_after_run(result.out, args.quiet)
     return 0

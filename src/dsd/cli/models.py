@@ -13,6 +13,7 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--noise", type=float, default=0.1,
                    help="relative noise added to the target's weights to make the draft")
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors")
     t.set_defaults(handler=_tiny)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -27,5 +28,6 @@ def _tiny(args) -> int:
     if not 0.0 <= args.noise <= 10.0:
         raise DsdError("--noise must be in [0, 10]")
     target, draft = write_tiny_pair(out, seed=args.seed, noise=args.noise)
-    print(f"wrote target {target} and draft {draft}")
+    if not args.quiet:
+        print(f"wrote target {target} and draft {draft}")
     return 0

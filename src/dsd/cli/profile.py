@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", action="append", default=[],
                    help="catalog name stored per --model (default: the directory name)")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside a --model directory")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto (cuda when available, else cpu; as dsd serve), cpu or cuda")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on cpu, bf16 on cuda), fp32, "
                    "bf16, fp16")
     p.add_argument("--out", default=None, help="profile to write (.csv or .parquet)")

@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-batch", type=int, default=16, help="max sessions per verify forward")
+    p.add_argument("--max-batch", type=int, default=32, help="max sessions per verify forward")
     p.add_argument("--batcher", default="fifo", help="batcher policy name (dsd.policies.BATCHERS)")
     p.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="wait up to this long to fill a batch (default 0)")

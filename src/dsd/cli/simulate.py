@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dsd.cli.report import add_report_flag, write_after_run
+
+if TYPE_CHECKING:
+    from dsd.config import ScenarioConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,29 +27,62 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", default=None,
                    help="comma-separated modes to compare on the same workload, e.g. "
                         "distributed,fused,cloud_only (one sub-folder each)")
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar or summary: print nothing but errors and warnings")
+    add_report_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dsd.config import load_config
-    from dsd.metrics.report import print_summaries
+    from dsd.progress import SimulationProgress
     from dsd.sim import simulate
 
     config = load_config(args.config, args.overrides, args.seed)
     out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    modes = [m.strip() for m in args.modes.split(",")] if args.modes else [config.mode]
+    configs = mode_configs(config, args.modes)
     results = []
-    for mode in modes:
-        cfg = load_config(config, [f"mode={mode}"]) if len(modes) > 1 else config
-        results.append(simulate(cfg, out=out / cfg.mode if len(modes) > 1 else out))
-    if len(modes) > 1:
+    for cfg in configs:
+        label = f"simulate {cfg.mode}" if len(configs) > 1 else "simulate"
+        with SimulationProgress(cfg.simulation.duration_s, description=label,
+                                enabled=not args.quiet) as bar:
+            results.append(simulate(cfg, out=out / cfg.mode if len(configs) > 1 else out,
+                                    progress=bar))
+    for r in results:
+        if not r.summary.get("requests_completed"):
+            print(f"dsd simulate: warning: {r.config.mode}: no request completed in the measured "
+                  f"window ({r.summary.get('requests_arrived', 0)} arrived in "
+                  f"{r.summary.get('sim_time_s', 0):g} simulated s); check workload.arrival "
+                  "and simulation.duration_s / warmup_s", file=sys.stderr)
+    if len(configs) > 1:
         _write_comparison(out / "comparison.csv", [r.summary for r in results])
     if not args.quiet:
+        from dsd.metrics.report import print_summaries
+
         print_summaries([r.summary for r in results], [r.config.mode for r in results],
                         title=f"dsd simulate: {config.name}")
         print(f"run folder: {out}")
+    if args.report:
+        write_after_run(out, args.quiet)
     return 0
+
+
+def mode_configs(config: ScenarioConfig, modes: str | None) -> list[ScenarioConfig]:
+    """The config once per mode of `--modes`, all checked before any runs."""
+    from dsd.config import load_config
+    from dsd.errors import ConfigError
+
+    if not modes:
+        return [config]
+    names = [m.strip() for m in modes.split(",") if m.strip()]
+    repeated = next((m for m in names if names.count(m) > 1), None)
+    if repeated or not names:
+        raise ConfigError(f"--modes: {repeated!r} is given twice" if repeated
+                          else "--modes: name at least one mode")
+    try:
+        return [load_config(config, [f"mode={mode}"]) for mode in names]
+    except ConfigError as exc:
+        raise ConfigError(f"--modes: {str(exc).removeprefix('mode: ')}") from None
 
 
 def _write_comparison(path: Path, summaries: list[dict]) -> None:

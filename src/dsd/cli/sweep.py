@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsd.cli.report import add_report_flag, write_after_run
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
 USAGE = """dsd sweep SWEEP.yaml [--executor local|ray] [--address ADDR] [--workers N] [--out DIR]
-                 [--no-resume] [--dry-run] [--quiet]
+                 [--no-resume] [--dry-run] [--quiet] [--report]
        dsd sweep plot RESULTS --x COLUMN --y COLUMN [--hue COLUMN] [--where COLUMN=VALUE]
                  [--out PNG]"""
 
@@ -42,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="expand and validate the grid, print its size, run nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_report_flag(run)
     both = p.add_argument_group("both")
     both.add_argument("--out", default=None,
                       help="sweep: results folder (default: runs/sweeps/<name>); "
@@ -75,7 +78,14 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, sweep_file: str) -> int:
-    from dsd.sweep import load_sweep, make_executor, run_points, summarize, validate_points
+    from dsd.sweep import (
+        finished_rows,
+        load_sweep,
+        make_executor,
+        run_points,
+        summarize,
+        validate_points,
+    )
 
     spec = load_sweep(sweep_file)
     points = spec.points()
@@ -87,6 +97,11 @@ def run(args: argparse.Namespace, sweep_file: str) -> int:
         print(f"sweep {spec.name}: {len(points)} points valid ({seeds} seed(s); axes: {axes}); "
               f"results would go to {out / 'results.parquet'}")
         return 0
+    skipped = len(finished_rows(points, out)) if not args.no_resume else 0
+    if skipped and not args.quiet:
+        print(f"sweep {spec.name}: resuming: {skipped} of {len(points)} points already in "
+              f"{out / 'results.parquet'} are skipped ({len(points) - skipped} to run; "
+              "--no-resume runs all)")
     started = time.perf_counter()
     with make_executor(args.executor, address=args.address, workers=args.workers) as executor:
         table = run_points(points, executor, out, progress=not args.quiet,
@@ -96,9 +111,12 @@ def run(args: argparse.Namespace, sweep_file: str) -> int:
     if not args.quiet:
         wall = time.perf_counter() - started
         print(f"sweep {spec.name}: {counts['points']} points, {counts['ok']} ok, "
-              f"{counts['error']} failed ({executor.name}, {executor.workers} workers, "
-              f"{wall:.1f} s) -> {out / 'results.parquet'}")
+              f"{counts['error']} failed" + (f", {skipped} skipped as done" if skipped else "")
+              + f" ({executor.name}, {executor.workers} workers, {wall:.1f} s) -> "
+              f"{out / 'results.parquet'}")
         _print_errors(table)
+    if args.report:
+        write_after_run(out, args.quiet)
     return 1 if counts["points"] and not counts["ok"] else 0
 
 

@@ -22,18 +22,23 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("tuple[float, float]", "float", "function-after[_check_range()]"):
-            continue  # pydantic's union branch names, not user fields
+        elif part in ("tuple[float, float]", "float") or "[" in str(part):
+            continue  # pydantic's union branch names (literal[...], function-after[...])
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = errors[0]
     loc = format_loc(err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
+    if err["type"] == "literal_error":  # a union of literals fails once per branch: merge
+        expected = [e["ctx"]["expected"].replace(" or ", ", ") for e in errors
+                    if e["type"] == "literal_error" and format_loc(e["loc"]) == loc]
+        msg = f"{err['input']!r} is not one of {', '.join(expected)}"
+    elif err["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see examples/ for valid keys)"
     elif err["type"] == "missing":
         msg = "required key is missing"
@@ -46,6 +51,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a scenario YAML file, e.g. "
+                          "examples/quickstart.yaml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+                          ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -62,6 +73,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     path, raw = assignment.split("=", 1)
     keys = path.strip().split(".")
     value = yaml.safe_load(raw) if raw.strip() else ""
+    if _switches_policy(data, keys, value):
+        _switch_policy(data["policies"], keys[1], value)
+        return
     node: Any = data
     for i, key in enumerate(keys):
         last = i == len(keys) - 1
@@ -80,6 +94,33 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
                 node = node.setdefault(key, {})
         else:
             raise ConfigError(f"--set {path}: {'.'.join(keys[:i])} is not a mapping or list")
+
+
+def _switches_policy(data: dict[str, Any], keys: list[str], value: Any) -> bool:
+    """`--set policies.FAMILY.name=NEW` where the config names another policy there."""
+    if len(keys) != 3 or keys[0] != "policies" or keys[2] != "name":
+        return False
+    policies = data.get("policies")
+    if not isinstance(policies, dict):
+        return False
+    current = policies.get(keys[1])
+    name = current.get("name") if isinstance(current, dict) else current
+    return name is not None and name != value
+
+
+def _switch_policy(policies: dict[str, Any], family: str, name: str) -> None:
+    """Name another policy, keeping only the parameters it takes (`gamma` of a static window
+    means nothing to `awc`; `max_batch` means the same to every batcher)."""
+    from dsd.policies import BATCHERS, MODE_SELECTORS, ROUTERS, WINDOWS
+
+    registry = {"router": ROUTERS, "batcher": BATCHERS, "window": WINDOWS,
+                "mode": MODE_SELECTORS}.get(family)
+    current = policies[family]
+    params = {k: v for k, v in current.items() if k != "name"} if isinstance(current, dict) \
+        else {}
+    takes = registry.parameters(name) if registry is not None else None
+    policies[family] = {"name": name, **{k: v for k, v in params.items()
+                                          if takes is None or k in takes}}
 
 
 def load_config(
@@ -176,12 +217,27 @@ def check_semantics(config: ScenarioConfig) -> None:
     for p in [fitted] if isinstance(fitted, str) else fitted or []:
         if not Path(p).is_file():
             raise ConfigError(f"acceptance.path: fitted acceptance file {p!r} not found")
-    if arrival.type == "trace" and not Path(arrival.path or "").is_file():
-        raise ConfigError(f"workload.arrival.path: trace file {arrival.path!r} not found")
+    if arrival.type == "trace":
+        _check_trace(arrival.path)
     gamma = config.policies.window.params.get("gamma")
     if isinstance(gamma, int) and gamma > config.simulation.max_gamma:
         raise ConfigError(f"policies.window.gamma: {gamma} exceeds simulation.max_gamma "
                           f"({config.simulation.max_gamma})")
+
+
+def _check_trace(path: str | None) -> None:
+    """The trace exists and has a first valid record (an empty trace simulates nothing)."""
+    from dsd.errors import DataError
+    from dsd.workload import read_trace
+
+    if not Path(path or "").is_file():
+        raise ConfigError(f"workload.arrival.path: trace file {path!r} not found")
+    try:
+        first = next(read_trace(path), None)  # type: ignore[arg-type]
+    except DataError as exc:
+        raise ConfigError(f"workload.arrival.path: {exc}") from None
+    if first is None:
+        raise ConfigError(f"workload.arrival.path: trace file {path!r} has no requests")
 
 
 def dump_config(config: ScenarioConfig) -> str:

@@ -72,7 +72,8 @@ def awc_experiment(ctx: ExperimentContext) -> ExperimentResult:
     (ctx.out / "cases.json").write_text(json.dumps({"cases": table, "goals": verdict},
                                                    indent=1) + "\n")
     (ctx.out / "results.md").write_text(markdown_table(table, verdict) + "\n")
-    plots = plot_results(table, ctx.out)
+    plots = plot_results(table, ctx.out, f"{len(seeds)} seed(s) x {duration:g} s per case"
+                         + (", --quick" if ctx.quick else ""))
     rows = [_row(c, verdict["per_case"][c["case"]]) for c in table]
     per = verdict["per_case"].values()
     summary = {
@@ -87,7 +88,8 @@ def awc_experiment(ctx: ExperimentContext) -> ExperimentResult:
              "see docs/awc.md"]
     return ExperimentResult(rows, summary, plots, table_columns=(
         "case", "static4", "dynamic", "best_static", "best_gamma", "awc", "awc_vs_static4",
-        "awc_vs_best", "awc_tpot_ms", "static4_tpot_ms", "awc_mean_gamma"), notes=notes)
+        "awc_vs_best", "awc_tpot_ms", "static4_tpot_ms", "awc_mean_gamma"), notes=notes,
+        axes=("case",))
 
 
 def _row(case: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ by the share of requests in flight at the end: prefer draining runs (the default
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,19 @@ class CapacityResult:
     attainment_target: float
     points: list[dict[str, Any]] = field(default_factory=list)  # every evaluated load
     at_capacity: dict[str, Any] = field(default_factory=dict)  # the passing point's metrics
+    key: str = "cluster.drafts"  # the config key the load sets
+
+    @property
+    def unit(self) -> str:
+        """What the capacity counts, e.g. "req/s per device (workload.arrival.rate_per_device)"."""
+        if self.over == "drafts":
+            return "edge devices"
+        per = "per device" if self.key.endswith("rate_per_device") else "in total"
+        return f"req/s {per} ({self.key})"
+
+
+# Progress: (loads evaluated, loads expected in all or None while bracketing, lo, hi).
+CapacityProgress = Callable[[int, int | None, float | None, float | None], None]
 
 
 def scaled_config(config: dict[str, Any], over: Over, value: float) -> dict[str, Any]:
@@ -57,6 +71,15 @@ def scaled_config(config: dict[str, Any], over: Over, value: float) -> dict[str,
         key = "rate" if arrival.get("rate") is not None else "rate_per_device"
         arrival[key] = float(value)
     return cfg
+
+
+def load_key(config: dict[str, Any], over: Over) -> str:
+    """The config key `over` sets: the draft pools' counts, or the arrival rate's key."""
+    if over == "drafts":
+        return "cluster.drafts"
+    arrival = config["workload"]["arrival"]
+    return "workload.arrival." + ("rate" if arrival.get("rate") is not None
+                                  else "rate_per_device")
 
 
 def current_load(config: dict[str, Any], over: Over) -> float:
@@ -112,10 +135,11 @@ def capacity_search(
     executor: Executor | None = None,
     overrides: tuple[str, ...] = (),
     max_evals: int = 40,
+    progress: CapacityProgress | None = None,
 ) -> CapacityResult:
     """Largest load meeting `slo` at `attainment`. Drafts stop at a gap of one device or
     `tol` relative, rates at `tol` relative. `lo`/`hi` seed the bracket (default: the
-    config's own load, grown or shrunk by doubling)."""
+    config's own load, grown or shrunk by doubling). `progress` hears of every step."""
     if over not in ("drafts", "rate"):
         raise ConfigError(f"capacity: --over must be drafts or rate, got {over!r}")
     if not 0.0 < attainment <= 1.0:
@@ -139,13 +163,24 @@ def capacity_search(
         for v in todo:
             cache[v] = _mean_rows([r for r in results if r["load"] == v])
             cache[v]["passes"] = cache[v]["attainment"] >= attainment
+        if progress is not None:
+            progress(len(cache), expected(), lo_v, hi_v)
+
+    def expected() -> int | None:
+        """Loads evaluated by the end: known once the bracket is (then `width` per step)."""
+        if lo_v is None or not ok(lo_v) or ok(hi_v):
+            return None
+        goal = max(1.0, tol * lo_v) if integer else tol * hi_v
+        gap = hi_v - lo_v
+        steps = math.ceil(math.log(gap / goal) / math.log(width + 1)) if gap > goal else 0
+        return min(max_evals, len(cache) + steps * width)
 
     def ok(v: float) -> bool:
         return bool(cache[v]["passes"])
 
     start = current_load(base, over)
     hi_v = hi if hi is not None else start
-    lo_v = lo if lo is not None else None
+    lo_v: float | None = lo if lo is not None else None
     if integer:
         hi_v = float(max(1, round(hi_v)))
     run([hi_v] + ([lo_v] if lo_v is not None else []))
@@ -163,7 +198,7 @@ def capacity_search(
                 break
             hi_v = probe
             if integer and probe <= 1 or not integer and probe < 1e-6:
-                return _result(over, 0.0, attainment, cache)
+                return _result(over, 0.0, attainment, cache, load_key(base, over))
     assert lo_v is not None
     # Narrow with `width` interior candidates per step.
     while len(cache) < max_evals:
@@ -182,10 +217,10 @@ def capacity_search(
             else:
                 hi_v = min(hi_v, c)
                 break
-    return _result(over, lo_v, attainment, cache)
+    return _result(over, lo_v, attainment, cache, load_key(base, over))
 
 
 def _result(over: str, capacity: float, target: float,
-            cache: dict[float, dict[str, Any]]) -> CapacityResult:
+            cache: dict[float, dict[str, Any]], key: str) -> CapacityResult:
     points = [cache[v] for v in sorted(cache)]
-    return CapacityResult(over, capacity, target, points, cache.get(capacity, {}))
+    return CapacityResult(over, capacity, target, points, cache.get(capacity, {}), key)

@@ -83,28 +83,46 @@ def with_policies(cfg: dict[str, Any], **policies: Any) -> dict[str, Any]:
     return cfg
 
 
+def cluster_label(cfg: dict[str, Any]) -> str:
+    """"60 drafts, 2 servers, 60 s runs" for a scenario dict, for titles that describe the
+    run that made them (quick runs shrink the cluster and the duration)."""
+    drafts = sum(p["count"] for p in cfg["cluster"]["drafts"])
+    servers = sum(p["count"] for p in cfg["cluster"]["targets"])
+    duration = cfg.get("simulation", {}).get("duration_s")
+    return (f"{drafts} drafts, {servers} server{'s' if servers != 1 else ''}"
+            + (f", {duration:g} s runs" if duration else ""))
+
+
 def line_plot(path: Path, x: Sequence[float], series: dict[str, Sequence[float | None]],
               xlabel: str, ylabel: str, title: str, panels: dict[str, Any] | None = None,
-              vline: float | None = None) -> Path:
-    """One or more panels of lines; `panels` maps a y label to its own series dict."""
+              vline: float | None = None, vline_label: str = "",
+              xticks: Sequence[str] | None = None,
+              hline: float | None = None, hline_label: str = "") -> Path:
+    """One or more panels of lines; `panels` maps a y label to its own series dict. `xticks`
+    labels the x positions (categories such as load levels); `vline` / `hline` mark a
+    value with a dashed line named in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups = [(ylabel, series)] + list((panels or {}).items())
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), squeeze=False,
+                             layout="constrained")
     for ax, (label, data) in zip(axes[0], groups, strict=True):
         for name, ys in data.items():
             pts = [(a, b) for a, b in zip(x, ys, strict=True) if b is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=name)
         if vline is not None:
-            ax.axvline(vline, color="grey", ls="--", lw=1)
+            ax.axvline(vline, color="grey", ls="--", lw=1, label=vline_label or None)
+        if hline is not None:
+            ax.axhline(hline, color="grey", ls=":", lw=1, label=hline_label or None)
+        if xticks is not None:
+            ax.set_xticks(list(x), list(xticks))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     return _save(fig, path, title)
 
 
@@ -118,27 +136,37 @@ def bar_plot(path: Path, groups: Sequence[str],
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(ylabels), figsize=(5.0 * len(ylabels), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(ylabels), figsize=(5.0 * len(ylabels), 4.2), squeeze=False,
+                             layout="constrained")
     for ax, ylabel in zip(axes[0], ylabels, strict=True):
         data = series[ylabel]
         names = list(data)
         width = 0.8 / max(len(names), 1)
         xs = np.arange(len(groups))
         for i, name in enumerate(names):
-            ax.bar(xs + i * width - 0.4 + width / 2,
-                   [v if v is not None else 0.0 for v in data[name]], width, label=name)
+            bars = ax.bar(xs + i * width - 0.4 + width / 2,
+                          [v if v is not None else 0.0 for v in data[name]], width, label=name)
+            if len(groups) * len(names) <= 8:  # few bars: their values, so a 0 still shows
+                ax.bar_label(bars, fmt="%.4g", fontsize=8, padding=2)
         ax.set_xticks(xs, groups)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
     return _save(fig, path, title)
 
 
 def _save(fig: Any, path: Path, title: str) -> Path:
+    """Title on top and one legend for every panel (they share their series) below the
+    plots, where it never covers data."""
     import matplotlib.pyplot as plt
 
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
     fig.suptitle(title)
-    fig.tight_layout()
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncol=min(len(handles), 7), frameon=False, fontsize=9)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

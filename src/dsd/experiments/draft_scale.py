@@ -60,8 +60,10 @@ def draft_scale(ctx: ExperimentContext) -> ExperimentResult:
         "distributed_over_cloud_only_at_max": thr["distributed"][-1] / thr["cloud_only"][-1],
     }
     plot = line_plot(ctx.out / "draft-scale.png", counts, thr, "edge draft devices",
-                     "throughput (req/s)", f"Scaling drafts against {servers} cloud servers",
+                     "throughput (req/s)",
+                     f"Scaling drafts against {servers} cloud servers (think {think:g} s, "
+                     f"{base['simulation']['duration_s']:g} s runs)",
                      panels={"TPOT mean (ms)": tpot})
     cols = ["mode", "drafts", "throughput_rps", "ttft_ms_mean", "tpot_ms_mean", "tpot_ms_p99",
             "target_utilization", "mean_batch_size", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols)
+    return ExperimentResult(rows, summary, [plot], cols, axes=("drafts", "mode"))

@@ -24,16 +24,29 @@ class PoolExecutor:
             return list(pool.map(fn, items))
 
 
-def get_executor(workers: int = 1, name: str = "local", address: str | None = None) -> Executor:
+def workers_arg(workers: int | None) -> int:
+    """`--workers N`, default all cores (as `dsd sweep` and `dsd awc dataset`)."""
+    from dsd.errors import DsdError
+    from dsd.sweep.executor import default_workers
+
+    if workers is None:
+        return default_workers()
+    if workers < 1:
+        raise DsdError(f"--workers: must be >= 1, got {workers}")
+    return workers
+
+
+def get_executor(workers: int | None = 1, name: str = "local",
+                 address: str | None = None) -> Executor:
     """`dsd.sweep.make_executor(name, address, workers)` if available; otherwise a process
     pool for workers > 1, or in-process."""
     try:
         from dsd.sweep import make_executor  # type: ignore[attr-defined]
     except ImportError:
         make_executor = None
-    if make_executor is not None and (workers > 1 or name != "local"):
+    if make_executor is not None and (name != "local" or (workers or 1) > 1):
         return make_executor(name, address, workers)
-    return PoolExecutor(workers) if workers > 1 else InProcessExecutor()
+    return PoolExecutor(workers) if workers and workers > 1 else InProcessExecutor()
 
 
 def executor_width(executor: Any) -> int:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsd.experiments.common import bar_plot, paper_large, scale_cluster, simulate_point
+from dsd.experiments.common import (
+    bar_plot,
+    cluster_label,
+    paper_large,
+    scale_cluster,
+    simulate_point,
+)
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 from dsd.policies import WINDOWS
 
@@ -90,9 +96,10 @@ def policy_stack(ctx: ExperimentContext) -> ExperimentResult:
                                   and r["stack"] == name) for ds in datasets]
                       for name in names}
               for label, key in metrics.items()}
+    where = "a tenth of paper-large" if ctx.quick else "paper-large"
     plot = bar_plot(ctx.out / "policy-stack.png", list(datasets), series, list(metrics),
-                    "Policy stack on paper-large (600 drafts, 20 servers)")
+                    f"Policy stack on {where} ({cluster_label(base)})")
     cols = ["dataset", "stack", "throughput_rps", "ttft_ms_mean", "ttft_ms_p50", "tpot_ms_mean",
             "tpot_ms_p50", "tpot_ms_p99", "acceptance_rate", "mean_drafted_gamma",
             "verify_interference_ms_mean", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols, notes)
+    return ExperimentResult(rows, summary, [plot], cols, notes, axes=("dataset", "stack"))

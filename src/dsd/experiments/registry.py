@@ -51,11 +51,28 @@ class ExperimentContext:
     # Reuse measurements an earlier run left in `out` (experiments that measure real
     # hardware re-simulate without measuring again).
     reuse: bool = False
+    progress: bool = False  # a progress bar (points done, ETA) on a terminal
+    name: str = "experiment"
+
+    def progress_bar(self, description: str, total: float | None = None,
+                     unit: str = "points") -> Any:
+        """A progress bar for work that is not one `map` (drawn when `progress` is on)."""
+        from dsd.progress import ProgressBar
+
+        return ProgressBar(description, total, unit=unit, enabled=self.progress)
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
         """Run `fn` over `items` on the executor; `fn` must be a picklable top-level
-        function when the executor uses other processes."""
-        return list(self.executor.map(fn, list(items)))
+        function when the executor uses other processes. Results in input order."""
+        items = list(items)
+        results: dict[int, Any] = {}
+        unordered = getattr(self.executor, "imap_unordered", None)
+        stream = unordered(fn, items) if unordered else enumerate(self.executor.map(fn, items))
+        with self.progress_bar(self.name, len(items)) as bar:
+            for index, result in stream:
+                results[index] = result
+                bar.update(len(results))
+        return [results[i] for i in range(len(items))]
 
 
 @dataclass
@@ -66,6 +83,10 @@ class ExperimentResult:
     table_columns: Sequence[str] | None = None  # columns printed (default: all scalars)
     notes: list[str] = field(default_factory=list)  # printed under the table, kept in summary
     echo_summary: bool = True  # print the summary's figures under the table
+    # The labels a row is a configuration of, x first (e.g. ("rtt_ms", "mode")): the HTML
+    # report draws each metric against the first, a line or bar group per the others.
+    axes: Sequence[str] = ()
+    out: Path | None = None  # the folder run_experiment wrote (set by it)
 
 
 ExperimentFn = Callable[[ExperimentContext], ExperimentResult]
@@ -110,23 +131,29 @@ def load_builtin() -> None:
 
 def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = None,
                    executor: Executor | None = None, seed: int = 0,
-                   echo: bool = True, reuse: bool = False) -> ExperimentResult:
-    """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots."""
+                   echo: bool = True, reuse: bool = False,
+                   progress: bool | None = None) -> ExperimentResult:
+    """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots.
+    `echo` prints the table; `progress` (default: as `echo`) draws a bar on a terminal."""
     load_builtin()
     if name not in EXPERIMENTS:
         known = ", ".join(sorted(EXPERIMENTS))
         raise DsdError(f"unknown experiment {name!r} (known: {known})")
     out_dir = Path(out or f"runs/experiment-{name}{'-quick' if quick else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse)
+    ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse,
+                            echo if progress is None else progress, name)
     started = time.perf_counter()
     result = EXPERIMENTS[name].fn(ctx)
     wall = time.perf_counter() - started
     summary = {"experiment": name, "quick": quick, "wall_time_s": round(wall, 2),
-               **result.summary, "plots": [p.name for p in result.plots]}
+               **result.summary, "plots": [p.name for p in result.plots],
+               "axes": list(result.axes),
+               "table_columns": list(result.table_columns or [])}
     if result.notes:
         summary["notes"] = result.notes
     result.summary = summary
+    result.out = out_dir
     write_rows(out_dir / "results.csv", result.rows)
     (out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
     if echo:
@@ -146,7 +173,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def print_rows(result: ExperimentResult, title: str) -> None:
+def print_rows(result: ExperimentResult, title: str, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -154,23 +181,46 @@ def print_rows(result: ExperimentResult, title: str) -> None:
     cols = list(result.table_columns or [k for k in (rows[0] if rows else {})
                                          if not isinstance(rows[0][k], (list, dict))])
     table = Table(title=title, header_style="bold")
+    formats = {c: column_format([row.get(c) for row in rows]) for c in cols}
+    cells = [[formats[c](row.get(c)) for c in cols] for row in rows]
     for c in cols:
-        table.add_column(c, justify="left" if rows and isinstance(rows[0].get(c), str)
+        # A line per word of the header, and fold rather than truncate: a narrow terminal
+        # gets taller cells, never "thro…".
+        table.add_column(c.replace("_", "\n"), overflow="fold",
+                         justify="left" if rows and isinstance(rows[0].get(c), str)
                          else "right")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
-    console = Console()
+    for r in cells:
+        table.add_row(*r)
+    console = console or Console()
     if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns
-        console = Console(width=max(160, 12 * len(cols)))
+        console = Console(file=console.file, width=max(160, 12 * len(cols)))
     console.print(table)
     for key, value in (result.summary if result.echo_summary else {}).items():
-        if key in ("plots", "notes", "experiment", "quick"):
+        if key in ("plots", "notes", "experiment", "quick", "axes", "table_columns"):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
         console.print(f"  {key}: {_cell(value) if not isinstance(value, str) else value}")
     for note in result.notes:
         console.print(f"  note: {note}")
+
+
+def column_format(values: Sequence[Any]) -> Callable[[Any], str]:
+    """One format for a column: every number with the same decimals, enough for three
+    significant digits of its smallest value (so 25.0 sits above 100.0, not 25)."""
+    numbers = [abs(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and math.isfinite(v) and v != 0]
+    if not numbers or not any(isinstance(v, float) for v in values):
+        return _cell
+    decimals = max(0, min(4, 2 - math.floor(math.log10(min(numbers)))))
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return f"{value:,.{decimals}f}"
+        return _cell(value)
+
+    return fmt
 
 
 def _cell(value: Any) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dsd.experiments.common import (
+    cluster_label,
     line_plot,
     paper_large,
     scale_cluster,
@@ -57,10 +58,11 @@ def routing(ctx: ExperimentContext) -> ExperimentResult:
         return {rt: series(rows, {"router": rt}, "load", loads_l, key) for rt in ROUTERS}
 
     plot = line_plot(ctx.out / "routing.png", x, by_router("tpot_ms_mean"),
-                     "load (" + ", ".join(f"{i}={ld}" for i, ld in enumerate(loads_l)) + ")",
-                     "TPOT mean (ms)", "Routing policies across load (200 drafts, 7 servers)",
+                     "load (closed-loop think time)", "TPOT mean (ms)",
+                     f"Routing policies across load ({cluster_label(base)})",
                      panels={"throughput (req/s)": by_router("throughput_rps"),
-                             "TTFT p99 (ms)": by_router("ttft_ms_p99")})
+                             "TTFT p99 (ms)": by_router("ttft_ms_p99")},
+                     xticks=[f"{ld}\n({loads[ld]:g} s)" for ld in loads_l])
     cols = ["load", "router", "throughput_rps", "ttft_ms_mean", "ttft_ms_p99", "tpot_ms_mean",
             "tpot_ms_p99", "target_utilization", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols)
+    return ExperimentResult(rows, summary, [plot], cols, axes=("load", "router"))

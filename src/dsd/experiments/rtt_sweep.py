@@ -75,8 +75,10 @@ def rtt_sweep(ctx: ExperimentContext) -> ExperimentResult:
         "think_time_s": base["workload"]["arrival"]["think_time_s"],
     }
     plot = line_plot(ctx.out / "rtt-sweep.png", rtts, thr, "RTT (ms)", "throughput (req/s)",
-                     "Distributed vs fused vs cloud-only (1 server 4xA100, 70B target)",
-                     panels={"TPOT mean (ms)": tpot}, vline=cross)
+                     f"Distributed vs fused vs cloud-only (one 4xA100 70B server, "
+                     f"{summary['users']} users, {base['simulation']['duration_s']:g} s runs)",
+                     panels={"TPOT mean (ms)": tpot}, vline=cross,
+                     vline_label=f"throughput crossover ({cross:.0f} ms)" if cross else "")
     cols = ["mode", "rtt_ms", "throughput_rps", "ttft_ms_mean", "tpot_ms_mean", "tpot_ms_p99",
             "target_utilization", "mean_batch_size", "slo_attainment"]
-    return ExperimentResult(rows, summary, [plot], cols)
+    return ExperimentResult(rows, summary, [plot], cols, axes=("rtt_ms", "mode"))

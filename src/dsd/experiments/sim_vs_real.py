@@ -240,13 +240,15 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
         "fitted_alphas": fit["alphas"], "fitted_spread": fit["spread"],
         "loadavg_1m": measured.get("loadavg_1m"),
     }
-    plots = _parity_plot(out_rows, out / "parity.png")
+    plots = _parity_plot(out_rows, out / "parity.png",
+                         f"Simulator vs runtime: {target} verifying {draft}, "
+                         f"{len(out_rows)} configurations x {configs[0].requests} requests")
     notes = [f"profile {PROFILE}, acceptance acceptance.yaml (alpha mean "
              f"{fit['acceptance_rate']:.3f}), measured link overhead {overhead_ms:.2f} ms "
              f"(median) on top of the emulated RTT, session set-up {setup_ms:.2f} ms"]
     cols = ["config", "acceptance", "real_ttft_ms", "sim_ttft_ms", "err_ttft", "real_tpot_ms",
             "sim_tpot_ms", "err_tpot", "real_tput", "sim_tput", "err_throughput"]
-    return ExperimentResult(out_rows, summary, plots, cols, notes)
+    return ExperimentResult(out_rows, summary, plots, cols, notes, axes=("config",))
 
 
 def _issue_order(record: dict[str, Any]) -> tuple[int, str]:
@@ -263,14 +265,14 @@ def _mape_where(rows: list[dict[str, Any]], keep: Any, suffix: str) -> dict[str,
             for m in ("ttft", "tpot", "throughput")}
 
 
-def _parity_plot(rows: list[dict[str, Any]], path: Path) -> list[Path]:
+def _parity_plot(rows: list[dict[str, Any]], path: Path, title: str) -> list[Path]:
     """Simulated vs measured, one panel per metric, with the y = x line."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
     except ImportError:
         return []
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -285,7 +287,9 @@ def _parity_plot(rows: list[dict[str, Any]], path: Path) -> list[Path]:
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set_xscale("log")  # RTT 0 and RTT 60 differ by 10x: log axes show both
         ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):  # minor log labels collide over short ranges
+        for axis in (ax.xaxis, ax.yaxis):  # 1-2-5 labels; minor ones collide over short ranges
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
             axis.set_minor_formatter(NullFormatter())
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
@@ -295,6 +299,7 @@ def _parity_plot(rows: list[dict[str, Any]], path: Path) -> list[Path]:
                                              key.split("_")[0])] for row in rows)
         ax.set_title(f"{label}: MAPE {err:.1%}")
     fig.colorbar(sc, ax=axes, label="emulated RTT (ms)")
+    fig.suptitle(title, y=1.02)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [path]

@@ -21,7 +21,6 @@ is warned about once per deployment.
 from __future__ import annotations
 
 import csv
-import logging
 import warnings
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,8 +33,6 @@ from dsd.perf.base import OPS, BatchShape, Deployment, Op
 from dsd.perf.memory import MIN_KV_TOKENS, check_fits
 from dsd.perf.registry import register_predictor
 from dsd.perf.roofline import RooflineStep
-
-log = logging.getLogger("dsd.perf.table")
 
 PROFILE_FORMAT = "dsd-profile/1"
 PROFILE_COLUMNS = ("model", "op", "batch_size", "context_len", "query_tokens", "latency_ms",
@@ -323,7 +320,6 @@ class TableStep:
             msg = (f"latency table {self.source} for {self.hw.model.name}: {why}; using the "
                    "roofline model scaled to the table there (warned once)")
             warnings.warn(msg, TableWarning, stacklevel=4)
-            log.warning("%s", msg)
 
 
 @register_predictor("table")
@@ -386,4 +382,3 @@ def _warn_once(msg: str) -> None:
     if msg not in _WARNED:
         _WARNED.add(msg)
         warnings.warn(msg, TableWarning, stacklevel=4)
-        log.warning("%s", msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -36,13 +37,43 @@ class Registry(Generic[T]):
             raise UnknownPolicyError(
                 f"unknown {self.family} policy {name!r} (known: {known})"
             ) from None
+        unknown = _unknown_parameter(factory, params)
+        if unknown is not None:
+            raise UnknownPolicyError(f"{self.family} {name!r} takes no parameter {unknown}")
         try:
             return factory(**params)
         except TypeError as exc:
             raise UnknownPolicyError(f"bad parameters for {self.family} {name!r}: {exc}") from None
+
+    def parameters(self, name: str) -> set[str] | None:
+        """The parameters policy `name` takes; None when unknown or it takes any."""
+        factory = self._factories.get(name)
+        return None if factory is None else _parameters(factory)
 
     def names(self) -> list[str]:
         return sorted(self._factories)
 
     def __contains__(self, name: str) -> bool:
         return name in self._factories
+
+
+def _parameters(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword parameters of a factory; None when its signature cannot tell (**kwargs)."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {n for n, p in sig.parameters.items() if p.kind in kinds}
+
+
+def _unknown_parameter(factory: Callable[..., Any], params: dict[str, Any]) -> str | None:
+    """"'x' (it takes: a, b)" for the first of `params` the factory does not take, else None."""
+    takes = _parameters(factory)
+    extra = next((k for k in params if takes is not None and k not in takes), None)
+    if extra is None:
+        return None
+    order = [n for n in inspect.signature(factory).parameters if n in takes]  # type: ignore[operator]
+    return f"{extra!r} (it takes: {', '.join(order) or 'none'})"

@@ -6,6 +6,7 @@ import json
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,12 @@ def simulate(
     seed: int | None = None,
     out: str | Path | None = None,
     keep_requests: bool = True,
+    progress: Callable[[float, int, int], None] | None = None,
 ) -> Result:
     """Run one scenario. With `out`, writes summary.json, requests.parquet and config.yaml
     there (rows streamed to disk); else the request table stays in memory when
-    `keep_requests`, or is dropped (for sweeps and benchmarks)."""
+    `keep_requests`, or is dropped (for sweeps and benchmarks). `progress(sim_time_s,
+    requests_done, in_flight)` is called every 1% of the simulated duration."""
     if not isinstance(config, ScenarioConfig) or overrides or seed is not None:
         config = load_config(config, overrides, seed)
     out_dir = Path(out) if out else None
@@ -58,6 +61,11 @@ def simulate(
         writer = RequestTableWriter(None) if keep_requests else _NullWriter()
     started = time.perf_counter()
     sim = Simulator(build_cluster(config), writer)
+    if progress is not None:
+        def report(now: float) -> None:
+            progress(now, sim.arrived - sim.in_flight, sim.in_flight)
+
+        sim.loop.observer = (max(config.simulation.duration_s / 100, 1e-3), report)
     stats = sim.run()
     wall = time.perf_counter() - started
     table = writer.close()

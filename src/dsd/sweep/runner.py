@@ -65,6 +65,16 @@ def validate_points(points: Sequence[SweepPoint]) -> None:
             raise ConfigError(f"{point.describe()}: {exc}") from None
 
 
+def finished_rows(points: Sequence[SweepPoint], out: str | Path | None) -> dict[str, dict]:
+    """Rows already in `out/results.parquet` with status ok, for points of this sweep
+    (what a resumed sweep skips), by point id."""
+    if out is None:
+        return {}
+    wanted = {p.point_id for p in points}
+    return {pid: row for pid, row in ResultStore(out).load().items()
+            if row.get("status") == "ok" and pid in wanted}
+
+
 def run_points(points: Sequence[SweepPoint], executor: Executor | None = None,
                out: str | Path | None = None, *, progress: bool = True, resume: bool = True,
                validate: bool = True, description: str = "sweep") -> pa.Table:
@@ -78,11 +88,7 @@ def run_points(points: Sequence[SweepPoint], executor: Executor | None = None,
         raise ConfigError(f"{dup.describe()}: appears more than once in the sweep")
     params = list(dict.fromkeys(k for p in points for k in p.params))
     store = ResultStore(out) if out is not None else None
-    rows: dict[str, dict[str, Any]] = {}
-    if store is not None and resume:
-        wanted = set(ids)
-        rows = {pid: row for pid, row in store.load().items()
-                if row.get("status") == "ok" and pid in wanted}
+    rows = finished_rows(points, out) if resume else {}
     todo = [p for p in points if p.point_id not in rows]
     if validate:
         validate_points(todo)

@@ -1,0 +1,55 @@
+"""What `dsd simulate` loads before it simulates anything: only the command's own module and
+the libraries the run uses (the speed figure is `benchmarks/cli_startup.py`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from dsd.metrics import REQUEST_COLUMNS, RequestTableWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+UNWANTED = ("pandas", "asyncio", "torch", "matplotlib", "plotly", "dsd.cli.serve",
+            "dsd.cli.sweep", "dsd.experiments", "dsd.report")
+
+
+def test_simulate_imports_only_what_it_uses(tmp_path):
+    code = (
+        "import json, sys\n"
+        "from dsd.cli.main import main\n"
+        f"rc = main(['simulate', {str(ROOT / 'examples/quickstart.yaml')!r}, '--set',"
+        f" 'simulation.duration_s=2', '--set', 'simulation.warmup_s=0', '--quiet',"
+        f" '--out', {str(tmp_path / 'run')!r}])\n"
+        f"print(json.dumps([rc, [m for m in {UNWANTED!r} if m in sys.modules]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    rc, loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rc == 0 and loaded == []
+    assert (tmp_path / "run" / "requests.parquet").is_file()
+
+
+ROWS = [
+    (0, 3, 1, "distributed", 0.25, 57, 120, 41.5, 30.25, 3671.0, 35, 140, 98, True),
+    (1, 0, 0, "fused", 1.5, 9, 1, float("nan"), 0.0, 12.0, 0, 0, 0, False),
+    (2, 7, 1, "cloud_only", 2.0, 300, 2, 8.0, 1e-3, 9.0, 2, 0, 0, True),
+]
+
+
+def test_request_table_round_trips_every_column_type(tmp_path):
+    for path in (None, tmp_path / "requests.parquet"):
+        writer = RequestTableWriter(path, flush_rows=2)  # two batches: 2 rows + 1
+        for row in ROWS:
+            writer.add(row)
+        table = writer.close() if path is None else (writer.close(), pq.read_table(path))[1]
+        assert table.column_names == REQUEST_COLUMNS and table.num_rows == len(ROWS)
+        for got, want in zip(table.to_pylist(), ROWS, strict=True):
+            for key, value in zip(REQUEST_COLUMNS, want, strict=True):
+                if value != value:  # NaN
+                    assert got[key] != got[key]
+                else:
+                    assert got[key] == value and type(got[key]) is type(value), key
