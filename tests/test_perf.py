@@ -1,4 +1,5 @@
-"""dsd.perf: the roofline predictor's physics, the fast path, memory fit and the registry."""
+"""dsd.perf: the reference roofline predictor's physics (pinned to `roofline` explicitly),
+the fast path, memory fit and the registry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dsd.perf import (
     PREDICTORS,
     BatchShape,
     Deployment,
+    FittedPredictor,
     LatencyPredictor,
     RooflinePredictor,
     check_fits,
@@ -191,10 +193,13 @@ def test_fit_error_names_the_deployment(cat: Catalog) -> None:
 
 def test_registry_and_factory() -> None:
     assert PREDICTORS["roofline"] is RooflinePredictor
-    for spec in ("roofline", {"type": "roofline"}, {}, {"type": "roofline", "reserve_frac": 0.2}):
+    for spec in ("roofline", {"type": "roofline"}, {"type": "roofline", "reserve_frac": 0.2}):
         p = make_predictor(spec)
         assert isinstance(p, RooflinePredictor)
         assert isinstance(p, LatencyPredictor)
+    # The operator-level model is the default.
+    assert isinstance(make_predictor({}), FittedPredictor)
+    assert isinstance(make_predictor(), FittedPredictor)
     assert make_predictor({"type": "roofline", "reserve_frac": 0.2}).reserve_frac == 0.2
     # Unset (None) options from a config dump are ignored.
     assert isinstance(make_predictor({"type": "roofline", "path": None}), RooflinePredictor)

@@ -1,5 +1,6 @@
 """Simulator behaviour: determinism, modes, memory bounds, KV limits, streaming output."""
 
+import dataclasses
 import json
 import math
 
@@ -79,10 +80,11 @@ def test_quantiles_match_the_request_table() -> None:
 
 
 def test_kv_memory_bounds_concurrent_sessions(tmp_path) -> None:
-    # A GPU with little room past the weights: requests must wait for KV memory.
-    tiny = {"tflops": 312, "memory_gb": 40, "mem_bw_gbps": 2039, "interconnect_gbps": 300,
-            "compute_eff": 0.6, "mem_eff": 0.7, "step_overhead_ms": 2,
-            "allreduce_latency_us": 10}
+    # An A100 with little room past the weights: requests must wait for KV memory.
+    a100 = load_catalog().gpu("A100")
+    tiny = {f.name: getattr(a100, f.name) for f in dataclasses.fields(a100)
+            if f.name not in ("name", "aliases", "ops")}
+    tiny.update(memory_gb=38.5, ops=a100.ops.given())  # ~2k KV tokens after the weights
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump({"gpus": {"tiny-a100": tiny}}))
     base = [*QUICK, f"catalog=[{path}]"]

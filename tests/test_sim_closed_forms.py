@@ -4,7 +4,7 @@ import pytest
 
 from dsd.catalog import load_catalog
 from dsd.config import load_config
-from dsd.perf import Deployment, RooflinePredictor
+from dsd.perf import Deployment, make_predictor
 from dsd.sim import simulate
 
 
@@ -29,9 +29,9 @@ def test_tpot_is_round_time_over_tokens_per_round() -> None:
     s = single_pair(alpha, gamma, **{"workload.output.fixed": out, "simulation.duration_s": 600})
     cfg = load_config("examples/single-pair.yaml")
     cat = load_catalog()
-    roofline = RooflinePredictor()
-    draft = roofline.bind(Deployment(cat.gpu("A40"), cat.model("llama-2-7b")))
-    target = roofline.bind(Deployment(cat.gpu("A100"), cat.model("llama-2-70b"), 4))
+    latency = make_predictor()  # the scenario's pools use the default model
+    draft = latency.bind(Deployment(cat.gpu("A40"), cat.model("llama-2-7b")))
+    target = latency.bind(Deployment(cat.gpu("A100"), cat.model("llama-2-70b"), 4))
     # Mean context over the request: prompt (128) + half the output.
     ctx = 128 + out // 2
     net = cfg.network
@@ -61,7 +61,7 @@ def test_cloud_only_tpot_is_one_decode_step() -> None:
     s = simulate("examples/single-pair.yaml", overrides=[
         "mode=cloud_only", "workload.output.fixed=512", "simulation.duration_s=120"]).summary
     cat = load_catalog()
-    target = RooflinePredictor().bind(Deployment(cat.gpu("A100"), cat.model("llama-2-70b"), 4))
+    target = make_predictor().bind(Deployment(cat.gpu("A100"), cat.model("llama-2-70b"), 4))
     ctx = 128 + 256
     assert s["tpot_ms_p50"] == pytest.approx(1000 * target.step_s(1, 1, ctx, ctx + 1), rel=0.01)
     assert s["drafted_tokens"] == 0

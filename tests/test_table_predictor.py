@@ -131,8 +131,7 @@ def test_predict_matches_bind(profile, hw):
 
     pred = make_predictor({"type": "table", "path": str(profile)})
     shape = BatchShape.of([(3, 100), (3, 200)])
-    assert pred.predict("verify", shape, hw) == pred.bind(hw).step_s(
-        shape.num_seqs, shape.query_tokens, shape.context_tokens, shape.attn_pairs)
+    assert pred.predict("verify", shape, hw) == pred.bind(hw).step_s(*shape.args())
 
 
 def test_memoized_and_fast(profile, hw):
@@ -266,3 +265,21 @@ def test_committed_profiles_load():
                 continue
             step = TablePredictor(path).bind(Deployment(cat.gpu("cpu"), model))
             assert 0 < step.step_s(1, 3, 100, 300) < 10
+
+
+def test_a_ragged_batch_is_priced_padded_to_its_longest_sequence(profile, hw):
+    # The runtime left-pads every cache to the longest, so a measured table prices a
+    # ragged decode/verify batch at the longest context, above its mean-context twin.
+    from dsd.perf import BatchShape
+
+    step = make_predictor({"type": "table", "path": str(profile)}).bind(hw)
+    ragged = BatchShape.of([(3, 1021), (3, 61)])
+    padded = step.step_s(2, 6, 2 * 1021, 0)
+    assert step.step_s(*ragged.args()) == pytest.approx(padded)
+    assert step.step_s(*ragged.args()) > step.step_s(*ragged.args()[:4])
+    assert padded * 1000 == pytest.approx(step_ms(2, 3, 1021))
+    # uniform batches and prefills are unchanged
+    even = BatchShape.of([(3, 541), (3, 541)])
+    assert step.step_s(*even.args()) == step.step_s(*even.args()[:4])
+    prefills = BatchShape.of([(64, 0), (16, 0)])
+    assert step.step_s(*prefills.args()) == step.step_s(*prefills.args()[:4])

@@ -97,6 +97,10 @@ class Catalog:
                     base = self._entries[kind][canonical]
                     merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
                     del merged["name"]
+                    if "ops" in merged:  # nested coefficients override field by field too
+                        merged["ops"] = merged["ops"].given()
+                        if isinstance(raw.get("ops"), Mapping):
+                            raw = {**raw, "ops": {**merged["ops"], **raw["ops"]}}
                     merged.update(raw)
                     merged["aliases"] = _union(base.aliases, raw.get("aliases") or ())
                     entries[kind][canonical] = parse_entry(kind, canonical, merged, source)

@@ -10,7 +10,9 @@ class ModelSpec:
     """Architecture numbers from a model's published config.
 
     `family` names the tokenizer: a draft can serve a target only within one family.
-    `intermediate` is the per-branch width of the gated (SwiGLU) MLP.
+    `intermediate` is the per-branch width of the gated (SwiGLU) MLP (the width of the one
+    up-projection when `gated_mlp` is false). `parallel_block`: attention and MLP read the
+    same normed input (GPT-J / Phi style), so a layer has one norm, not two.
     """
 
     name: str
@@ -24,6 +26,8 @@ class ModelSpec:
     intermediate: int
     vocab: int
     tied_embeddings: bool = False
+    gated_mlp: bool = True
+    parallel_block: bool = False
     aliases: tuple[str, ...] = ()
 
     @property
@@ -54,8 +58,8 @@ class ModelSpec:
         q_width = self.heads * self.head_dim
         kv_width = self.kv_heads * self.head_dim
         attn = self.hidden * q_width + 2 * self.hidden * kv_width + q_width * self.hidden
-        mlp = 3 * self.hidden * self.intermediate  # gate, up, down
-        norms = 2 * self.hidden
+        mlp = (3 if self.gated_mlp else 2) * self.hidden * self.intermediate  # (gate,) up, down
+        norms = (1 if self.parallel_block else 2) * self.hidden
         per_layer = attn + mlp + norms
         head = 0 if self.tied_embeddings else self.embedding_params
         return self.layers * per_layer + self.embedding_params + head + self.hidden

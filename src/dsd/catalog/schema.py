@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dsd.catalog.gpu import GpuSpec
+from dsd.catalog.gpu import GpuSpec, OpCoefficients
 from dsd.catalog.model import ModelSpec
 from dsd.errors import ConfigError
 
@@ -19,6 +19,26 @@ class _Entry(BaseModel):
     aliases: tuple[str, ...] = ()
 
 
+class OpsEntry(BaseModel):
+    """Operator-model coefficients (all optional: missing ones follow the spec rule)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matmul_tflops: float | None = Field(default=None, gt=0)
+    matmul_gbps: float | None = Field(default=None, gt=0)
+    elementwise_gbps: float | None = Field(default=None, gt=0)
+    smoothness: float | None = Field(default=None, ge=1, le=50)
+    matmul_kernel_us: float | None = Field(default=None, ge=0)
+    elementwise_kernel_us: float | None = Field(default=None, ge=0)
+    tile_tokens: int | None = Field(default=None, ge=1)
+    allreduce_us: float | None = Field(default=None, ge=0)
+    allreduce_gbps: float | None = Field(default=None, gt=0)
+    step_overhead_ms: float | None = Field(default=None, ge=0)
+    seq_overhead_us: float | None = Field(default=None, ge=0)
+    validated: bool = False
+    source: str | None = None
+
+
 class GpuEntry(_Entry):
     tflops: float = Field(gt=0)
     memory_gb: float = Field(gt=0)
@@ -29,6 +49,8 @@ class GpuEntry(_Entry):
     step_overhead_ms: float = Field(ge=0)
     allreduce_latency_us: float = Field(ge=0)
     dtype_bytes: Literal[1, 2, 4] = 2
+    sm_count: int = Field(default=108, gt=0)
+    ops: OpsEntry = OpsEntry()
 
 
 class ModelEntry(_Entry):
@@ -42,6 +64,8 @@ class ModelEntry(_Entry):
     intermediate: int = Field(gt=0)
     vocab: int = Field(gt=0)
     tied_embeddings: bool = False
+    gated_mlp: bool = True
+    parallel_block: bool = False
 
     @model_validator(mode="after")
     def _gqa_groups(self) -> ModelEntry:
@@ -82,5 +106,6 @@ def parse_entry(kind: Kind, name: str, raw: Any, source: str) -> GpuSpec | Model
     fields = entry.model_dump()
     fields["aliases"] = tuple(fields["aliases"])
     if kind == "gpus":
+        fields["ops"] = OpCoefficients(**fields["ops"])
         return GpuSpec(name=name, **fields)
     return ModelSpec(name=name, **fields)

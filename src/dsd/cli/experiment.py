@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "re-simulate without running the runtime again)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     add_report_flag(p)
+    p.add_argument("--profiles", default=None, metavar="DIR",
+                   help="gpu-fidelity: a VIDUR profile folder (default: the shipped subset)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(handler=run)
 
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_experiment(args.name, quick=args.quick, out=args.out,
                                 executor=executor, seed=args.seed, reuse=args.reuse,
-                                echo=not args.quiet)
+                                echo=not args.quiet,
+                                options={"profiles": args.profiles} if args.profiles else None)
     finally:
         close = getattr(executor, "close", None)
         if close:  # dsd.sweep executors hold a worker pool

@@ -16,7 +16,7 @@ from dsd.errors import DsdError
 
 # Module names under dsd.cli, in the order they appear in `dsd --help`.
 COMMAND_MODULES = ["simulate", "trace", "sweep", "experiment", "capacity", "awc", "serve",
-                   "models", "bench", "profile", "calibrate", "report"]
+                   "models", "bench", "profile", "calibrate", "perf", "report"]
 
 # Optional dependencies (pyproject.toml extras) by top-level module name.
 EXTRA_OF_MODULE = {

@@ -28,10 +28,13 @@ def _check_range(value: Range, name: str, low: float = 0.0) -> Range:
 
 
 class LatencySpec(Strict):
-    """Which latency predictor a pool uses: the analytic roofline, or a measured table."""
+    """Which latency predictor a pool uses: `fitted` (the operator-level model with the
+    catalog's per-GPU coefficients, default), `vidur` (VIDUR operator profiles in `path`;
+    dsd's shipped subset without one), `table` (a profile measured by `dsd profile`), or
+    `roofline` (the reference analytic model)."""
 
-    type: Literal["roofline", "table"] = "roofline"
-    path: str | None = None  # profile file for type=table
+    type: Literal["fitted", "vidur", "table", "roofline"] = "fitted"
+    path: str | None = None  # profile file (table) or VIDUR profile folder (vidur)
 
     @model_validator(mode="after")
     def _table_needs_path(self) -> LatencySpec:

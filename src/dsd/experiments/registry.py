@@ -53,6 +53,8 @@ class ExperimentContext:
     reuse: bool = False
     progress: bool = False  # a progress bar (points done, ETA) on a terminal
     name: str = "experiment"
+    # Experiment-specific inputs from the command line, e.g. {"profiles": DIR}.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def progress_bar(self, description: str, total: float | None = None,
                      unit: str = "points") -> Any:
@@ -132,7 +134,8 @@ def load_builtin() -> None:
 def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = None,
                    executor: Executor | None = None, seed: int = 0,
                    echo: bool = True, reuse: bool = False,
-                   progress: bool | None = None) -> ExperimentResult:
+                   progress: bool | None = None,
+                   options: dict[str, Any] | None = None) -> ExperimentResult:
     """Run a registered experiment; writes DIR/results.csv, DIR/summary.json and its plots.
     `echo` prints the table; `progress` (default: as `echo`) draws a bar on a terminal."""
     load_builtin()
@@ -142,7 +145,7 @@ def run_experiment(name: str, *, quick: bool = False, out: str | Path | None = N
     out_dir = Path(out or f"runs/experiment-{name}{'-quick' if quick else ''}")
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = ExperimentContext(quick, out_dir, executor or InProcessExecutor(), seed, reuse,
-                            echo if progress is None else progress, name)
+                            echo if progress is None else progress, name, dict(options or {}))
     started = time.perf_counter()
     result = EXPERIMENTS[name].fn(ctx)
     wall = time.perf_counter() - started

@@ -70,25 +70,43 @@ class BatchShape:
     query_tokens: int
     context_tokens: int
     attn_pairs: int
+    max_kv: int = 0  # longest decode/verify sequence's context + query (0: the mean)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[int, int]]) -> BatchShape:
         """Shape of a batch given (query_tokens, context_tokens) per sequence."""
-        n = q_sum = ctx_sum = attn = 0
+        n = q_sum = ctx_sum = attn = longest = 0
         for q, ctx in pairs:
             n += 1
             q_sum += q
             ctx_sum += ctx
             attn += q * (ctx + q)
-        return cls(n, q_sum, ctx_sum, attn)
+            if ctx:  # decode/verify sequences (see StepModel)
+                longest = max(longest, ctx + q)
+        return cls(n, q_sum, ctx_sum, attn, longest)
+
+    def args(self) -> tuple[int, int, int, int, int]:
+        """The positional arguments of `StepModel.step_s`."""
+        return (self.num_seqs, self.query_tokens, self.context_tokens, self.attn_pairs,
+                self.max_kv)
 
 
 class StepModel(Protocol):
     """A predictor bound to one deployment: the simulator's hot path (plain floats, no
-    allocation), called once per simulated forward step."""
+    allocation), called once per simulated forward step.
+
+    `max_kv` carries what sums cannot: the longest decode/verify sequence's KV length
+    after the step (context + query). Batches are ragged (one 8k-token sequence among
+    short ones), and decode attention pays for the longest sequence (its block's critical
+    path on a GPU, padding in the runtime's padded batches). Prefill sequences do not
+    count: their attention also parallelizes over query blocks, and the runtime prefills
+    them one by one. 0 means unknown, taken as the mean. A model may ignore it (the
+    reference roofline does).
+    """
 
     def step_s(
-        self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int
+        self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int,
+        max_kv: int = 0,
     ) -> float:
         """Seconds for one forward step over a batch of this shape."""
         ...

@@ -1,4 +1,4 @@
-"""Latency predictors by type name, so configs can say `perf: {type: roofline}`."""
+"""Latency predictors by type name, so configs can say `latency: {type: fitted}`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ def register_predictor(name: str) -> Callable[[type], type]:
     return decorator
 
 
-def make_predictor(spec: Mapping[str, Any] | str = "roofline") -> LatencyPredictor:
+DEFAULT_PREDICTOR = "fitted"
+
+
+def make_predictor(spec: Mapping[str, Any] | str = DEFAULT_PREDICTOR) -> LatencyPredictor:
     """Build a predictor from a type name or a mapping {type: NAME, **constructor params}.
 
     Params set to None count as unset, so a config schema's dump (e.g. `path: None` for a
@@ -31,7 +34,7 @@ def make_predictor(spec: Mapping[str, Any] | str = "roofline") -> LatencyPredict
     """
     raw = {"type": spec} if isinstance(spec, str) else dict(spec)
     params = {k: v for k, v in raw.items() if v is not None}
-    name = str(params.pop("type", "roofline"))
+    name = str(params.pop("type", DEFAULT_PREDICTOR))
     cls = PREDICTORS.get(name)
     if cls is None:
         known = ", ".join(sorted(PREDICTORS))

@@ -48,7 +48,8 @@ class RooflineStep:
         self._fixed_s = allreduces * gpu.allreduce_latency_us * 1e-6 + gpu.step_overhead_ms * 1e-3
 
     def step_s(
-        self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int
+        self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int,
+        max_kv: int = 0,
     ) -> float:
         compute = self._flop_s_per_token * query_tokens + self._flop_s_per_pair * attn_pairs
         memory = self._weights_s + self._kv_s_per_token * (context_tokens + query_tokens)
@@ -59,9 +60,26 @@ class RooflineStep:
         )
 
 
+    def breakdown(self, num_seqs: int, query_tokens: int, context_tokens: int,
+                  attn_pairs: int, max_kv: int = 0) -> dict[str, float]:
+        """Seconds per part, summing to `step_s`. The roofline takes one max over the whole
+        forward, so `linear` is that max without attention and `attention` what attention
+        adds to it; the LM head is inside `linear` (its weights are in forward_params)."""
+        linear = max(self._flop_s_per_token * query_tokens,
+                     self._weights_s + self._kv_s_per_token * query_tokens)
+        total = self.step_s(num_seqs, query_tokens, context_tokens, attn_pairs)
+        comm = self._comm_s_per_token * query_tokens + self._fixed_s - (
+            self.hw.gpu.step_overhead_ms * 1e-3)
+        overhead = self.hw.gpu.step_overhead_ms * 1e-3
+        return {"linear": linear, "head": 0.0,
+                "attention": total - linear - comm - overhead, "comm": comm,
+                "overhead": overhead}
+
+
 @register_predictor("roofline")
 class RooflinePredictor:
-    """The default predictor: needs only catalog specs, no profiling.
+    """The reference predictor (dsd's default before the operator-level model): needs only
+    catalog specs; sums of the batch only, so a ragged batch costs its mean twin.
 
     reserve_frac / min_kv_tokens set the fit check made when binding a deployment.
     """
@@ -81,6 +99,4 @@ class RooflinePredictor:
     def predict(self, op: Op, shape: BatchShape, hw: Deployment) -> float:
         if op not in OPS:
             raise ConfigError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-        return self.bind(hw).step_s(
-            shape.num_seqs, shape.query_tokens, shape.context_tokens, shape.attn_pairs
-        )
+        return self.bind(hw).step_s(*shape.args())

@@ -12,10 +12,11 @@ rides along: `# key: value` lines at the top of a CSV, schema metadata in Parque
 `TablePredictor(path).bind(hw)` picks the rows of `hw.model` and returns a `TableStep`:
 a step with context 0 reads the prefill grid (batch, prompt length), any other step the
 decode/verify grid (batch, query tokens per sequence, mean context per sequence), by
-multilinear interpolation. Below an axis' smallest point the value is clamped (latency only
-grows with each axis, and these are tiny inputs). Above the grid the roofline takes over,
-scaled to agree with the table at the grid's edge so the prediction stays continuous; that
-is warned about once per deployment.
+multilinear interpolation. A ragged batch (`max_kv` above the mean) reads the grid at the
+longest sequence's context: the runtime pads every cache to the longest. Below an axis'
+smallest point the value is clamped (latency only grows with each axis, and these are tiny
+inputs). Above the grid the roofline takes over, scaled to agree with the table at the
+grid's edge so the prediction stays continuous; that is warned about once per deployment.
 """
 
 from __future__ import annotations
@@ -264,8 +265,12 @@ class TableStep:
         self._warned = False
 
     def step_s(
-        self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int
+        self, num_seqs: int, query_tokens: int, context_tokens: int, attn_pairs: int,
+        max_kv: int = 0,
     ) -> float:
+        if max_kv and context_tokens and num_seqs > 1:
+            context_tokens = self._padded_context(num_seqs, query_tokens, context_tokens,
+                                                  max_kv)
         key = (num_seqs, query_tokens, context_tokens)
         hit = self._cache.get(key)
         if hit is not None:
@@ -275,6 +280,16 @@ class TableStep:
             self._cache.clear()
         self._cache[key] = value
         return value
+
+    def _padded_context(self, n: int, query: int, context: int, max_kv: int) -> int:
+        """A profile measures the runtime's padded batches: every cache is left-padded to
+        the longest, so a ragged decode/verify batch costs the uniform batch at the longest
+        context (prefills run one by one and are not padded)."""
+        q_each = query / n
+        if self.step is not None:
+            q_each = min(q_each, self.step.upper[1])  # prefill surplus rides separately
+        longest = max_kv - q_each
+        return round(longest * n) if longest * n > context else context
 
     def _compute(self, n: int, query: int, context: int) -> float:
         n = max(n, 1)
@@ -370,9 +385,7 @@ class TablePredictor:
             from dsd.errors import ConfigError
 
             raise ConfigError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-        return self.bind(hw).step_s(
-            shape.num_seqs, shape.query_tokens, shape.context_tokens, shape.attn_pairs
-        )
+        return self.bind(hw).step_s(*shape.args())
 
 
 _WARNED: set[str] = set()

@@ -9,14 +9,21 @@ from dsd.sim.entities import PREFILL, VERIFY, Request
 
 
 def target_batch_s(step: Any, batch: list[Request]) -> float:
-    """One target forward over every job's query tokens (prefill attention is causal)."""
-    query = context = attn = 0
+    """One target forward over every job's query tokens (prefill attention is causal).
+    The longest decode/verify sequence rides along: ragged batches cost more than their
+    mean twin (see dsd.perf.base.StepModel)."""
+    query = context = attn = longest = 0
     for r in batch:
         q, c = r.query_tokens, r.context_len
         query += q
         context += c
-        attn += q * (c + q) if r.kind != PREFILL else q * (q + 1) // 2
-    return step.step_s(len(batch), query, context, attn)
+        if r.kind != PREFILL:
+            attn += q * (c + q)
+            if c + q > longest:
+                longest = c + q
+        else:
+            attn += q * (q + 1) // 2
+    return step.step_s(len(batch), query, context, attn, longest)
 
 
 def fused_draft_s(step: Any, batch: list[Request]) -> float:
@@ -25,7 +32,8 @@ def fused_draft_s(step: Any, batch: list[Request]) -> float:
     for s in range(1, steps + 1):
         live = [r for r in batch if r.query_tokens >= s]
         context = sum(r.context_len for r in live) + len(live) * (s - 1)
-        total += step.step_s(len(live), len(live), context, context + len(live))
+        longest = max(r.context_len for r in live) + s
+        total += step.step_s(len(live), len(live), context, context + len(live), longest)
     return total
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,7 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
             hw = Deployment(catalog.gpu(pool.gpu), model, pool.tp)
             step = predictor.bind(hw)
             draft_hw = Deployment(catalog.gpu(pool.gpu), catalog.model(draft_name))
-            draft_step = predictor.bind(draft_hw)
+            draft_step = _bind_fused_draft(predictor, draft_hw, where)
             kv_capacity = kv_capacity_tokens(hw, config.simulation.kv_reserve_frac)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
@@ -129,6 +130,20 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
                                  rngs["confidence"])
     return Cluster(config, devices, servers, network, acceptance, router, window, arrivals, rngs,
                    selectors, confidence)
+
+
+def _bind_fused_draft(predictor: Any, hw: Deployment, where: str) -> Any:
+    """The step model of fused-mode drafting on a server. A measured predictor (table,
+    vidur) need not cover the draft model; the default model stands in, with a warning."""
+    try:
+        return predictor.bind(hw)
+    except ConfigError as exc:
+        fallback = make_predictor()
+        if isinstance(predictor, type(fallback)):
+            raise
+        warnings.warn(f"{where}: fused drafting with {hw.model.name} uses the default "
+                      f"latency model ({exc})", RuntimeWarning, stacklevel=3)
+        return fallback.bind(hw)
 
 
 def _default_draft(config: ScenarioConfig, catalog: Any, family: str) -> str:
