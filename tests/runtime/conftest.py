@@ -26,3 +26,16 @@ def runners(tiny):
     tok, target, draft = tiny
     return (runner_from_model(target, tok, "tiny-target"),
             runner_from_model(draft, tok, "tiny-draft"))
+
+
+# Engines the hardening tests run against; they see only the HTTP API and the gRPC protocol,
+# so another backend joins by adding its name here and a branch in `backend_runners`.
+HARDENING_BACKENDS = ["hf"]
+
+
+@pytest.fixture(scope="session", params=HARDENING_BACKENDS)
+def backend_runners(request, runners):
+    """(target_runner, draft_runner) of the tiny pair on the backend under test."""
+    if request.param == "hf":
+        return runners
+    raise NotImplementedError(request.param)

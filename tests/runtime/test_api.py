@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import pytest
@@ -11,24 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 httpx = pytest.importorskip("httpx")
 
-from rt_helpers import make_edge, reference_greedy, verifier_server  # noqa: E402
+from rt_helpers import edge_stack, reference_greedy  # noqa: E402
 
 pytestmark = pytest.mark.runtime
-
-
-@contextlib.asynccontextmanager
-async def edge_stack(runners, tok, max_wait_ms: float = 0.0, **edge_kw):
-    from dsd.runtime.launch import start_edge_server
-
-    tr, dr = runners
-    async with verifier_server(tr, max_batch=16, max_wait_ms=max_wait_ms) as (svc, port):
-        engine = make_edge(dr, [port], **edge_kw)
-        srv = await start_edge_server(engine, tok, "tiny", "127.0.0.1", 0, max_tokens_limit=512,
-                                      max_context=2048)
-        try:
-            yield f"http://127.0.0.1:{srv.port}", svc
-        finally:
-            await srv.stop()
 
 
 def test_openai_client_streams_and_matches_greedy(tiny, runners):

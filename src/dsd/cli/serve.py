@@ -31,6 +31,37 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
                    help="wait up to this long to fill a batch (default 0)")
 
 
+def _secret_args(p: argparse.ArgumentParser, flag: str, env: str, what: str) -> None:
+    p.add_argument(flag, default=None, metavar="SECRET",
+                   help=f"{what} (visible in the process list: prefer ${env} or {flag}-file)")
+    p.add_argument(f"{flag}-file", default=None, metavar="PATH",
+                   help=f"read the {what} from this file (default ${env})")
+
+
+def _secret(args, flag: str, env: str) -> str | None:
+    """--X-file, else --X (with a warning: argv is world-readable), else $ENV."""
+    from dsd.errors import DsdError
+
+    dest = flag.lstrip("-").replace("-", "_")
+    path = getattr(args, f"{dest}_file")
+    if path:
+        try:
+            value = open(os.path.expanduser(path), encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise DsdError(f"cannot read {flag}-file {path}: {exc.strerror}") from None
+        if not value:
+            raise DsdError(f"{flag}-file {path} is empty")
+        return value
+    if getattr(args, dest):
+        import logging
+
+        logging.getLogger("dsd.cli").warning(
+            "%s on the command line is visible to every user in the process list; prefer "
+            "$%s or %s-file", flag, env, flag)
+        return getattr(args, dest)
+    return os.environ.get(env) or None
+
+
 def _edge_args(p: argparse.ArgumentParser, port: int = 8000) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
@@ -41,6 +72,22 @@ def _edge_args(p: argparse.ArgumentParser, port: int = 8000) -> None:
     p.add_argument("--request-timeout-s", type=float, default=600.0)
     p.add_argument("--max-support", type=int, default=256,
                    help="max tokens in a sampled draft proposal sent to the verifier")
+    p.add_argument("--max-running", type=int, default=256,
+                   help="requests served at once; more wait in the queue (default 256)")
+    p.add_argument("--max-queue", type=int, default=1024,
+                   help="requests waiting beyond --max-running; more get 429 (default 1024)")
+    p.add_argument("--queue-timeout-s", type=float, default=300.0,
+                   help="longest wait in the queue, then 429 (default 300; a client that "
+                        "leaves the queue is dropped at once)")
+    p.add_argument("--max-connections", type=int, default=4096,
+                   help="open HTTP connections; over it the oldest idle one is closed "
+                        "(clamped below the file-descriptor limit; default 4096)")
+    p.add_argument("--header-timeout-s", type=float, default=10.0,
+                   help="time a client has to send a request's headers (default 10)")
+    p.add_argument("--body-timeout-s", type=float, default=30.0,
+                   help="time a client has to send a request's body (default 30)")
+    _secret_args(p, "--api-key", "DSD_API_KEY",
+                 "API key required as 'Authorization: Bearer KEY' on /v1/*, /metrics, /docs")
 
 
 def _window_args(p: argparse.ArgumentParser) -> None:
@@ -58,11 +105,20 @@ def register(sub) -> None:
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=50051)
     _batch_args(v)
-    v.add_argument("--max-sessions", type=int, default=256)
+    v.add_argument("--max-sessions", type=int, default=256,
+                   help="open sessions (KV caches); more wait in the queue (default 256)")
+    v.add_argument("--max-queue", type=int, default=1024,
+                   help="sessions waiting beyond --max-sessions; more are refused (default 1024)")
+    v.add_argument("--queue-timeout-s", type=float, default=300.0,
+                   help="longest wait for a session slot (default 300)")
+    v.add_argument("--session-idle-timeout-s", type=float, default=30.0,
+                   help="close a session whose edge sent nothing for this long (default 30)")
+    v.add_argument("--max-sessions-per-peer", type=int, default=None,
+                   help="sessions (open or queued) one connection may hold (default: no "
+                        "limit below --max-sessions + --max-queue)")
     v.add_argument("--metrics-port", type=int, default=9400,
-                   help="Prometheus /metrics HTTP port (0 = off)")
-    v.add_argument("--token", default=os.environ.get("DSD_TOKEN"),
-                   help="require this bearer token (default $DSD_TOKEN)")
+                   help="Prometheus /metrics HTTP port on --host, token-protected (0 = off)")
+    _secret_args(v, "--token", "DSD_TOKEN", "bearer token required on gRPC and /metrics")
     v.add_argument("--tls-cert", default=None)
     v.add_argument("--tls-key", default=None)
     _common(v)
@@ -77,7 +133,7 @@ def register(sub) -> None:
     e.add_argument("--emulate-rtt-ms", type=float, default=0.0,
                    help="add this round-trip delay on the edge's link (user space)")
     e.add_argument("--emulate-jitter-ms", type=float, default=0.0)
-    e.add_argument("--token", default=os.environ.get("DSD_TOKEN"))
+    _secret_args(e, "--token", "DSD_TOKEN", "bearer token sent to the verifiers")
     e.add_argument("--tls", action="store_true", help="connect to verifiers with TLS")
     e.add_argument("--tls-ca", default=None, help="CA bundle for --tls (default system roots)")
     _common(e)
@@ -113,6 +169,10 @@ def register(sub) -> None:
 
 def _setup(args) -> None:
     from dsd.runtime.logs import setup_logging
+
+    # gRPC's core logs each failed handshake at INFO straight to stderr, unthrottled (a
+    # client with the wrong TLS setting would add a line per attempt); keep its errors only.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
     setup_logging(args.log_level, json_logs=not args.plain_logs)
 
@@ -157,27 +217,51 @@ def _run(coro) -> int:
     return 0
 
 
+def _require_model(path: str) -> None:
+    """Fail fast on a missing model path, before any port or model work."""
+    from pathlib import Path
+
+    from dsd.errors import DsdError
+
+    if not Path(path).expanduser().exists():
+        raise DsdError(f"model path {path} does not exist (a local directory or .gguf file)")
+
+
 def _verifier(args) -> int:
     _setup(args)
+    from dsd.runtime.http_server import check_port_free
+
+    _require_model(args.model)
+    token = _secret(args, "--token", "DSD_TOKEN")
+    check_port_free(args.host, args.port, "--port")
+    if args.metrics_port:
+        check_port_free(args.host, args.metrics_port, "--metrics-port")
     batcher = _batcher(args)
     runner = _load(args, args.model, args.gguf_file)
 
     async def main():
-        from prometheus_client import start_http_server
-
         from dsd.runtime.protocol import TlsConfig
         from dsd.runtime.scheduler import VerifierCore
-        from dsd.runtime.verifier import VerifierService, start_verifier_server
+        from dsd.runtime.verifier import (
+            VerifierService,
+            start_metrics_server,
+            start_verifier_server,
+        )
 
-        core = VerifierCore(runner, batcher, max_sessions=args.max_sessions)
-        service = VerifierService(core)
+        core = VerifierCore(runner, batcher, max_sessions=args.max_sessions,
+                            max_queue=args.max_queue, queue_timeout_s=args.queue_timeout_s)
+        service = VerifierService(core, idle_timeout_s=args.session_idle_timeout_s,
+                                  max_sessions_per_peer=args.max_sessions_per_peer)
         tls = TlsConfig(args.tls_cert, args.tls_key) if (args.tls_cert or args.tls_key) else None
-        server, port = await start_verifier_server(service, args.host, args.port,
-                                                   token=args.token, tls=tls)
         if args.metrics_port:
-            start_http_server(args.metrics_port, addr=args.host, registry=core.metrics.registry)
+            await start_metrics_server(core.metrics.registry, args.host, args.metrics_port,
+                                       token)
+        server, port = await start_verifier_server(service, args.host, args.port,
+                                                   token=token, tls=tls)
         print(f"dsd verifier: {runner.name} on {args.host}:{port} (batcher {args.batcher}, "
-              f"max batch {args.max_batch}, metrics :{args.metrics_port or 'off'})", flush=True)
+              f"max batch {args.max_batch}, max sessions {args.max_sessions}, metrics "
+              f"{f'{args.host}:{args.metrics_port}' if args.metrics_port else 'off'})",
+              flush=True)
         await server.wait_for_termination()
 
     return _run(main())
@@ -185,14 +269,28 @@ def _verifier(args) -> int:
 
 def _edge_kwargs(args) -> dict:
     return {"round_timeout_s": args.round_timeout_s, "request_timeout_s": args.request_timeout_s,
-            "max_support": args.max_support}
+            "max_support": args.max_support, "max_running": args.max_running,
+            "max_queue": args.max_queue, "queue_timeout_s": args.queue_timeout_s}
 
 
-async def _serve_engine(engine, tokenizer, name, args, max_context):
-    from dsd.runtime.launch import start_edge_server, wait_forever
+def _edge_checks(args) -> str | None:
+    """Checks before the (slow) model load: the HTTP port, the API key. Returns the key."""
+    from dsd.runtime.http_server import check_port_free
 
+    key = _secret(args, "--api-key", "DSD_API_KEY")
+    check_port_free(args.host, args.port, "--port")
+    return key
+
+
+async def _serve_engine(engine, tokenizer, name, args, max_context, api_key):
+    from dsd.runtime.launch import HttpLimits, start_edge_server, wait_forever
+
+    limits = HttpLimits(max_connections=args.max_connections,
+                        header_timeout_s=args.header_timeout_s,
+                        body_timeout_s=args.body_timeout_s)
     srv = await start_edge_server(engine, tokenizer, name, args.host, args.port,
-                                  args.max_tokens_limit, max_context)
+                                  args.max_tokens_limit, max_context, api_key=api_key,
+                                  limits=limits, strict_start=True)
     print(f"dsd {args.serve_mode}: OpenAI API on http://{args.host}:{srv.port}/v1 "
           f"(model {name})", flush=True)
     try:
@@ -210,6 +308,9 @@ def _edge(args) -> int:
     for a in addrs:
         parse_address(a)
     window, router = _window(args), _policy(ROUTERS, args.router)
+    _require_model(args.draft_model)
+    token = _secret(args, "--token", "DSD_TOKEN")
+    api_key = _edge_checks(args)
     draft = _load(args, args.draft_model, args.draft_gguf_file)
 
     async def main():
@@ -217,13 +318,13 @@ def _edge(args) -> int:
         from dsd.runtime.edge import EdgeEngine
 
         tls = TlsConfig(ca=args.tls_ca) if args.tls else None
-        eps = [RemoteEndpoint(i, a.strip(), token=args.token, tls=tls,
+        eps = [RemoteEndpoint(i, a.strip(), token=token, tls=tls,
                               emulate_rtt_s=args.emulate_rtt_ms / 1e3,
                               emulate_jitter_s=args.emulate_jitter_ms / 1e3)
                for i, a in enumerate(addrs)]
         engine = EdgeEngine(draft, eps, window, router, **_edge_kwargs(args))
         name = args.served_model_name or draft.name
-        await _serve_engine(engine, draft.tokenizer, name, args, draft.max_context)
+        await _serve_engine(engine, draft.tokenizer, name, args, draft.max_context, api_key)
 
     return _run(main())
 
@@ -233,6 +334,9 @@ def _fused(args) -> int:
     from dsd.runtime.fused import fused_engine
 
     window, batcher = _window(args), _batcher(args)
+    _require_model(args.model)
+    _require_model(args.draft_model)
+    api_key = _edge_checks(args)
     target = _load(args, args.model, args.gguf_file)
     draft = _load(args, args.draft_model, args.draft_gguf_file)
     if draft.fingerprint != target.fingerprint:
@@ -241,7 +345,8 @@ def _fused(args) -> int:
         raise DsdError("tokenizer mismatch: the draft and target models must share a tokenizer")
     engine = fused_engine(draft, target, window, batcher, **_edge_kwargs(args))
     name = args.served_model_name or target.name
-    return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context))
+    return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context,
+                              api_key))
 
 
 def _cloud(args) -> int:
@@ -249,10 +354,13 @@ def _cloud(args) -> int:
     from dsd.runtime.fused import cloud_only_engine
 
     batcher = _batcher(args)
+    _require_model(args.model)
+    api_key = _edge_checks(args)
     target = _load(args, args.model, args.gguf_file)
     engine = cloud_only_engine(target, batcher, **_edge_kwargs(args))
     name = args.served_model_name or target.name
-    return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context))
+    return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context,
+                              api_key))
 
 
 def _proxy(args) -> int:

@@ -1,38 +1,62 @@
-"""Verifier endpoints as the edge sees them: remote (gRPC) or local (in-process core).
+"""Verifier endpoints as the edge sees them: the shared routing state, and the remote (gRPC)
+endpoint. The in-process endpoint of the fused and cloud-only modes lives in fused.py.
 
 An endpoint gives the edge sessions (`open` -> first token, `verify` -> verdict, `close`)
 and keeps what the router needs: the load the verifier last reported, the RTT the edge
 measured (EMA and spread), health. Remote sessions use one bidirectional stream on the
 endpoint's persistent channel, with a per-request deadline and a per-round timeout.
 `emulate_rtt_s` / `emulate_jitter_s` delay each direction of the edge's link in user space.
+
+Health: a remote endpoint probes its verifier in the background with the standard gRPC
+health check (every `probe_interval_s` while up, every `reconnect_interval_s` while down),
+redoes the handshake when it comes back, and refreshes the reported load when this edge's
+last session on it ends and every `load_refresh_s`, so the edge's `/health` and router see
+the verifier's real state without waiting for a request. A
+capacity refusal (RESOURCE_EXHAUSTED) is `VerifierBusy`, not a failure: the verifier stays up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dsd.errors import DsdError
 from dsd.runtime import protocol
 from dsd.runtime.proto import dsd_pb2 as pb
-from dsd.runtime.scheduler import CapacityError, Load, SessionClosed, VerifierCore
+from dsd.runtime.scheduler import Load
 from dsd.runtime.speculative import SamplingParams, SparseDist
 
-RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-}
+log = logging.getLogger("dsd.runtime.client")
+
+# The verifier is gone or unreachable: retry elsewhere and mark it down until it answers.
+DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+# This session failed on a live verifier: retry the request, the verifier stays up.
+SESSION_LOST = {grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
+                grpc.StatusCode.UNKNOWN}
 
 
 class VerifierFailure(Exception):
-    """The verifier died, stopped answering or refused for capacity: retry elsewhere."""
+    """The verifier died, stopped answering or lost the session: retry elsewhere. `down`
+    says whether the verifier itself looks gone (else only this session failed); `silent`
+    that it stopped answering while its connection stayed up (a hung target)."""
+
+    def __init__(self, message: str, down: bool = True, silent: bool = False) -> None:
+        super().__init__(message)
+        self.down = down
+        self.silent = silent
+
+
+class VerifierBusy(Exception):
+    """The verifier refused for capacity (its queue is full): wait and retry; it is up."""
 
 
 class VerifierRefused(DsdError):
@@ -58,21 +82,28 @@ class Endpoint:
     load: Load = field(default_factory=Load)
     rtt_ema: float = 0.0
     rtt_var: float = 0.0
-    active: int = 0
-    down_until: float = 0.0
-    ready: bool = False
+    active: int = 0  # sessions this edge has open on it
+    ready: bool = False  # handshake done and the last health probe passed
     max_gamma: int = protocol.MAX_GAMMA
     max_context: int = 1 << 30
+    load_at: float = 0.0  # monotonic time of the last load report
+    down_until: float = 0.0  # no reconnect before this (monotonic), after a silent failure
 
-    def healthy(self, now: float | None = None) -> bool:
-        return (now or time.monotonic()) >= self.down_until
-
-    def mark_down(self, seconds: float = 5.0) -> None:
-        self.down_until = time.monotonic() + seconds
+    def mark_down(self, cool_down_s: float = 0.0) -> None:
+        """Out of routing until the health probe passes again, and not before cool_down_s:
+        a verifier whose connection is up but whose target hangs still passes the probe."""
         self.ready = False
+        self.down_until = max(self.down_until, time.monotonic() + cool_down_s)
+
+    def start_probe(self, fingerprint: str, vocab_size: int, edge_id: str = "") -> None:
+        """Background health probing (remote endpoints only)."""
+
+    def session_closed(self) -> None:
+        """Called by the edge when one of its sessions on this endpoint ends."""
 
     def record(self, rtt_s: float, load: Load) -> None:
         self.load = load
+        self.load_at = time.monotonic()
         if self.rtt_ema == 0.0:
             self.rtt_ema = rtt_s
         else:
@@ -83,60 +114,6 @@ class Endpoint:
     @property
     def rtt_std(self) -> float:
         return math.sqrt(max(self.rtt_var, 0.0))
-
-
-class LocalEndpoint(Endpoint):
-    """A verifier core in the same process (fused and cloud-only modes): no network."""
-
-    def __init__(self, core: VerifierCore, target_id: int = 0, name: str = "local") -> None:
-        super().__init__(target_id=target_id, name=name, ready=True,
-                         max_context=core.runner.max_context)
-        self.core = core
-        self.fingerprint = core.runner.fingerprint
-
-    async def connect(self, fingerprint: str, vocab_size: int, edge_id: str = "") -> None:
-        if fingerprint and fingerprint != self.fingerprint:
-            raise VerifierRefused("tokenizer mismatch: the draft and target models must share "
-                                  "a tokenizer")
-        await self.core.start()
-        self.ready = True
-
-    def session(self, request_id: str, deadline_s: float, round_timeout_s: float):
-        return LocalSession(self)
-
-    async def close(self) -> None:
-        await self.core.stop()
-
-
-class LocalSession:
-    def __init__(self, ep: LocalEndpoint) -> None:
-        self.ep = ep
-        self.key: int | None = None
-
-    async def open(self, prompt_ids, params, max_new_tokens, fingerprint,
-                   on_sent: Callable[[], None] | None = None) -> Reply:
-        t0 = time.perf_counter()
-        if on_sent is not None:  # nothing to send: the core has the prompt at once
-            on_sent()
-        try:
-            self.key, first = await self.ep.core.open("local", list(prompt_ids), params)
-        except CapacityError as exc:
-            raise VerifierFailure(str(exc)) from None
-        return Reply(first, 0, self.ep.core.load(), time.perf_counter() - t0, 0.0)
-
-    async def verify(self, rnd, draft, proposals) -> Reply:
-        t0 = time.perf_counter()
-        try:
-            out = await self.ep.core.verify(self.key, list(draft), proposals)
-        except SessionClosed as exc:
-            raise VerifierFailure(str(exc)) from None
-        return Reply(out.next_token, out.accepted, self.ep.core.load(),
-                     time.perf_counter() - t0, 0.0, out.batch_size)
-
-    async def close(self) -> None:
-        if self.key is not None:
-            self.ep.core.close(self.key)
-            self.key = None
 
 
 def _load(report: pb.LoadReport) -> Load:
@@ -155,21 +132,36 @@ class RemoteEndpoint(Endpoint):
         emulate_jitter_s: float = 0.0,
         connect_timeout_s: float = 5.0,
         seed: int = 0,
+        probe_interval_s: float = 1.0,
+        reconnect_interval_s: float = 0.1,
+        probe_timeout_s: float = 2.0,
+        probe_failures_down: int = 2,
+        load_refresh_s: float = 5.0,
     ) -> None:
         super().__init__(target_id=target_id, name=address)
         host, port = protocol.parse_address(address)
+        self.host, self.port = host, port
         target = f"{host}:{port}"
-        opts = protocol.channel_options()
+        opts = protocol.edge_channel_options()
+        self.tls = tls
         if tls is not None:
             self.channel = grpc.aio.secure_channel(target, tls.channel_credentials(), opts)
         else:
             self.channel = grpc.aio.insecure_channel(target, opts)
         self.stub = protocol.VerifierStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
         self.metadata = protocol.auth_metadata(token)
         self.emulate_rtt_s = emulate_rtt_s
         self.emulate_jitter_s = emulate_jitter_s
         self.connect_timeout_s = connect_timeout_s
+        self.probe_interval_s = probe_interval_s
+        self.reconnect_interval_s = reconnect_interval_s
+        self.probe_timeout_s = probe_timeout_s
+        self.probe_failures_down = probe_failures_down
+        self.load_refresh_s = load_refresh_s  # idle edges refresh the reported load this often
         self._rng = random.Random(seed + target_id)
+        self._probe_task: asyncio.Task | None = None
+        self._probe_now: asyncio.Event | None = None  # made in the loop that probes
         self.info: pb.HelloReply | None = None
 
     async def delay(self) -> None:
@@ -195,19 +187,116 @@ class RemoteEndpoint(Endpoint):
                               grpc.StatusCode.UNAUTHENTICATED):
                 raise VerifierRefused(f"verifier {self.name}: {exc.details()}") from None
             self.mark_down()
-            raise VerifierFailure(f"verifier {self.name} unreachable: {exc.code().name}") from None
+            raise VerifierFailure(f"verifier {self.name} unreachable: {exc.code().name} "
+                                  f"({_first_clause(exc.details())})") from None
         self.info = reply
         self.max_gamma = reply.max_gamma or protocol.MAX_GAMMA
         self.max_context = reply.max_context or self.max_context
         self.record(time.perf_counter() - t0, _load(reply.load))
         self.ready = True
-        self.down_until = 0.0
 
     def session(self, request_id: str, deadline_s: float, round_timeout_s: float):
         return RemoteSession(self, request_id, deadline_s, round_timeout_s)
 
+    def listening(self, timeout_s: float = 2.0) -> bool:
+        """Whether something accepts TCP connections at the verifier's address."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=timeout_s):
+                return True
+        except OSError:
+            return False
+
+    def diagnose(self, failure: VerifierFailure) -> str:
+        """One line for a verifier that accepts connections but fails the gRPC handshake:
+        almost always TLS on one side only, or a certificate the edge does not trust."""
+        text = str(failure)
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            hint = ("its TLS certificate is not trusted: pass the CA that signed it with "
+                    "--tls-ca")
+        elif "WRONG_VERSION_NUMBER" in text or (self.tls is not None and "handshake" in text):
+            hint = ("the TLS handshake failed: the verifier probably serves plain gRPC "
+                    "(drop --tls, or start the verifier with --tls-cert/--tls-key)")
+        elif self.tls is None:
+            hint = ("the verifier closed the connection during the handshake: it probably "
+                    "serves TLS (add --tls, and --tls-ca if its certificate is self-signed)")
+        else:
+            hint = text
+        return f"verifier {self.name} accepts connections but the gRPC handshake failed: {hint}"
+
+    # ---- background health probing ---------------------------------------------------------
+
+    def start_probe(self, fingerprint: str, vocab_size: int, edge_id: str = "") -> None:
+        if self._probe_task is None:
+            self._probe_now = asyncio.Event()
+            self._probe_task = asyncio.create_task(
+                self._probe_loop(fingerprint, vocab_size, edge_id), name=f"probe:{self.name}")
+
+    def session_closed(self) -> None:
+        if self.active == 0 and self._probe_now is not None:
+            self._probe_now.set()  # refresh the load now: /health should not show stale sessions
+
+    async def _serving(self) -> bool:
+        try:
+            reply = await self.health_stub.Check(
+                health_pb2.HealthCheckRequest(service=protocol.SERVICE),
+                timeout=self.probe_timeout_s, metadata=self.metadata, wait_for_ready=False)
+        except grpc.aio.AioRpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def _probe_loop(self, fingerprint: str, vocab_size: int, edge_id: str) -> None:
+        failures = 0
+        while True:
+            interval = self.probe_interval_s if self.ready else self.reconnect_interval_s
+            forced = False
+            try:
+                async with asyncio.timeout(interval):
+                    await self._probe_now.wait()
+                forced = True  # this edge's last session ended: the load report is stale
+                await asyncio.sleep(0.05)  # let the verifier see the stream end first
+            except TimeoutError:
+                pass
+            self._probe_now.clear()
+            if not await self._serving():
+                failures += 1
+                # One lost probe on a loaded machine is not an outage; a few in a row are.
+                if self.ready and failures >= self.probe_failures_down:
+                    log.warning("verifier %s stopped answering health checks; marked down",
+                                self.name)
+                    self.mark_down()
+                continue
+            failures = 0
+            if not self.ready and time.monotonic() < self.down_until:
+                continue  # cooling down after it stopped answering a request
+            stale = time.monotonic() - self.load_at > self.load_refresh_s
+            if self.ready and not (stale or forced):
+                continue
+            was_ready = self.ready
+            try:
+                await self.connect(fingerprint, vocab_size, edge_id)  # also reports the load
+            except VerifierRefused as exc:  # e.g. restarted with another model or token
+                log.error("%s", exc)
+                self.mark_down()
+            except VerifierFailure:
+                pass
+            else:
+                if not was_ready:
+                    log.info("verifier %s is up", self.name)
+
     async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            try:
+                await self._probe_task
+            except asyncio.CancelledError:
+                pass
+            self._probe_task = None
         await self.channel.close()
+
+
+def _first_clause(details: str | None) -> str:
+    text = (details or "").strip().splitlines()[0] if details else ""
+    return text[:300]
 
 
 class RemoteSession:
@@ -233,11 +322,14 @@ class RemoteSession:
         except TimeoutError:
             self.call.cancel()
             raise VerifierFailure(f"verifier {self.ep.name} did not answer within "
-                                  f"{self.round_timeout_s:.1f}s") from None
+                                  f"{self.round_timeout_s:.1f}s", silent=True) from None
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in RETRYABLE:
-                raise VerifierFailure(f"verifier {self.ep.name}: {exc.code().name} "
-                                      f"{exc.details() or ''}".strip()) from None
+            code = exc.code()
+            what = f"verifier {self.ep.name}: {code.name} {exc.details() or ''}".strip()
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise VerifierBusy(what) from None
+            if code in DOWN or code in SESSION_LOST:
+                raise VerifierFailure(what, down=code in DOWN) from None
             raise VerifierRefused(f"verifier {self.ep.name} refused: {exc.details()}") from None
         except (grpc.aio.UsageError, grpc.RpcError, asyncio.InvalidStateError) as exc:
             raise VerifierFailure(f"verifier {self.ep.name}: connection lost "

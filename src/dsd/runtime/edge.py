@@ -9,6 +9,11 @@ cache back to the accepted prefix. If the verifier dies or stops answering, the 
 moves to another verifier, re-prefilled with prompt + committed tokens (nothing lost or
 duplicated); with none left it fails with a clear error. Every wait has a deadline.
 
+Overload queues instead of failing: at most `max_running` requests run at once, the next
+`max_queue` wait in FIFO order (up to `queue_timeout_s`), and only beyond that is a request
+refused (`Overloaded`, HTTP 429). A verifier that refuses for capacity is not a failure:
+the request waits (back-off with jitter) and retries within the same deadline.
+
 With no draft model (cloud-only mode) every round has gamma = 0: plain target decoding.
 """
 
@@ -17,17 +22,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from dsd.errors import DsdError
 from dsd.policies import RequestView, RoundResult, TargetView
 from dsd.policies.features import SessionFeatures
+from dsd.runtime.admission import Admission, Overloaded
 from dsd.runtime.backend import KVState, ModelRunner
-from dsd.runtime.client import Endpoint, VerifierFailure, VerifierRefused
+from dsd.runtime.client import Endpoint, VerifierBusy, VerifierFailure, VerifierRefused
 from dsd.runtime.metrics import EdgeMetrics
+from dsd.runtime.request_stats import RequestStats
 from dsd.runtime.speculative import SamplingParams, SparseDist, make_generator, propose
 
 log = logging.getLogger("dsd.runtime.edge")
@@ -35,61 +42,6 @@ log = logging.getLogger("dsd.runtime.edge")
 
 class NoVerifierError(DsdError):
     """No verifier is left to serve a request."""
-
-
-@dataclass
-class RequestStats:
-    request_id: str
-    arrival_s: float  # perf_counter at arrival
-    prompt_tokens: int
-    target_id: int = -1
-    output_tokens: int = 0
-    first_token_s: float | None = None
-    finish_s: float | None = None
-    rounds: int = 0
-    drafted: int = 0
-    accepted: int = 0
-    retries: int = 0
-    gamma_history: list[int] = field(default_factory=list)
-    accepted_history: list[int] = field(default_factory=list)  # per round, like gamma_history
-    accepted_per_pos: list[int] = field(default_factory=list)
-    finish_reason: str | None = None
-    # Where the time went, as the edge measured it: the open's link time (round trip minus
-    # the verifier's own time) and the verifier's time, and the same summed over rounds.
-    open_link_s: float = 0.0
-    open_server_s: float = 0.0
-    link_s: float = 0.0
-    server_s: float = 0.0
-
-    @property
-    def ttft_s(self) -> float:
-        return (self.first_token_s or self.arrival_s) - self.arrival_s
-
-    @property
-    def e2e_s(self) -> float:
-        return (self.finish_s or time.perf_counter()) - self.arrival_s
-
-    @property
-    def tpot_s(self) -> float:
-        if self.output_tokens <= 1:
-            return 0.0
-        return (self.e2e_s - self.ttft_s) / (self.output_tokens - 1)
-
-    def as_dict(self) -> dict:
-        return {
-            "request_id": self.request_id, "target_id": self.target_id,
-            "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
-            "ttft_ms": self.ttft_s * 1e3, "tpot_ms": self.tpot_s * 1e3, "e2e_ms": self.e2e_s * 1e3,
-            "rounds": self.rounds, "drafted_tokens": self.drafted,
-            "accepted_tokens": self.accepted,
-            "acceptance_rate": self.accepted / self.drafted if self.drafted else 0.0,
-            "retries": self.retries, "gamma_history": list(self.gamma_history),
-            "accepted_history": list(self.accepted_history),
-            "accepted_per_pos": list(self.accepted_per_pos), "finish_reason": self.finish_reason,
-            "open_link_ms": self.open_link_s * 1e3, "open_server_ms": self.open_server_s * 1e3,
-            "round_link_ms": self.link_s * 1e3 / max(1, self.rounds),
-            "round_server_ms": self.server_s * 1e3 / max(1, self.rounds),
-        }
 
 
 class _Draft:
@@ -145,6 +97,9 @@ class EdgeEngine:
         device_id: int = 0,
         down_seconds: float = 5.0,
         eos_ids: set[int] | None = None,
+        max_running: int = 256,
+        max_queue: int = 1024,
+        queue_timeout_s: float = 300.0,
     ) -> None:
         if not endpoints:
             raise DsdError("the edge needs at least one verifier")
@@ -158,7 +113,9 @@ class EdgeEngine:
         self.max_support = max_support
         self.edge_id = edge_id
         self.device_id = device_id
-        self.down_seconds = down_seconds
+        self.down_seconds = down_seconds  # cool-down of a verifier that stopped answering
+        self.queue_timeout_s = queue_timeout_s
+        self.admission = Admission(max_running, max_queue, "request")
         self.eos_ids = set(eos_ids) if eos_ids is not None else (
             draft.eos_ids if draft is not None else set())
         self.fingerprint = draft.fingerprint if draft is not None else ""
@@ -167,18 +124,24 @@ class EdgeEngine:
         self._ids = itertools.count(1)
         self.recent: list[dict] = []  # finished requests' stats (bounded)
 
-    async def start(self) -> None:
-        """Handshake with every verifier. A tokenizer/version mismatch is fatal; an
-        unreachable verifier is only logged (it is retried when a request needs it)."""
+    async def start(self, strict: bool = False) -> None:
+        """Handshake with every verifier and start probing their health in the background.
+        A tokenizer/version/token mismatch is fatal; so, with `strict`, is a verifier that
+        accepts TCP connections but fails the handshake (a TLS mistake: it would never
+        work). An unreachable verifier is only logged: the probe picks it up when it starts."""
         reachable = 0
         for ep in self.endpoints:
             try:
                 await ep.connect(self.fingerprint, self.vocab_size, self.edge_id)
                 reachable += 1
             except VerifierFailure as exc:
+                if strict and await asyncio.to_thread(ep.listening):
+                    raise VerifierRefused(ep.diagnose(exc)) from None
                 log.warning("%s", exc)
         if reachable == 0:
-            log.warning("no verifier reachable yet; requests will retry")
+            log.warning("no verifier reachable yet; it is probed in the background")
+        for ep in self.endpoints:
+            ep.start_probe(self.fingerprint, self.vocab_size, self.edge_id)
 
     async def close(self) -> None:
         for ep in self.endpoints:
@@ -188,19 +151,11 @@ class EdgeEngine:
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def _choose(self, stats: RequestStats, max_tokens: int, excluded: set[int]) -> Endpoint:
-        now = time.monotonic()
-        for ep in self.endpoints:  # reconnect verifiers whose cool-down has passed
-            if ep.target_id not in excluded and not ep.ready and ep.healthy(now):
-                try:
-                    await ep.connect(self.fingerprint, self.vocab_size, self.edge_id)
-                except VerifierFailure as exc:
-                    log.warning("%s", exc)
-        cands = [ep for ep in self.endpoints
-                 if ep.target_id not in excluded and ep.ready and ep.healthy(now)]
+    def _choose(self, stats: RequestStats, max_tokens: int, skip: set[int]) -> Endpoint | None:
+        """The router's pick among ready verifiers not in `skip`; None if there is none."""
+        cands = [ep for ep in self.endpoints if ep.target_id not in skip and ep.ready]
         if not cands:
-            raise NoVerifierError(f"no verifier available for request {stats.request_id} "
-                                  f"({len(self.endpoints)} configured, all down or failed)")
+            return None
         views = [TargetView(target_id=ep.target_id, queue_depth=ep.load.queue_depth,
                             running=max(ep.load.running, ep.active),
                             outstanding_tokens=ep.load.outstanding_tokens,
@@ -209,6 +164,28 @@ class EdgeEngine:
                           prompt_tokens=stats.prompt_tokens, max_output_tokens=max_tokens)
         chosen = self.router.choose(req, views)
         return next(ep for ep in cands if ep.target_id == chosen)
+
+    async def _endpoint(self, stats: RequestStats, max_tokens: int, failed: set[int],
+                        busy: set[int], busy_until: float) -> Endpoint:
+        """A verifier for the next attempt. Verifiers that failed this request are skipped;
+        if the rest are all busy (capacity refusals) the request backs off and retries
+        them until `busy_until`, then is refused as overloaded."""
+        backoff = 0.05
+        while True:
+            ep = self._choose(stats, max_tokens, failed | busy)
+            if ep is not None:
+                return ep
+            if not busy:
+                raise NoVerifierError(f"no verifier available for request {stats.request_id} "
+                                      f"({len(self.endpoints)} configured, all down or "
+                                      "failed)")
+            left = busy_until - time.perf_counter()
+            if left <= 0:
+                raise Overloaded(f"every verifier is at capacity; request {stats.request_id} "
+                                 "waited its whole queue deadline", 1.0)
+            await asyncio.sleep(min(left, backoff * random.uniform(0.5, 1.5)))
+            backoff = min(1.0, backoff * 2)
+            busy.clear()
 
     async def generate(
         self,
@@ -224,6 +201,16 @@ class EdgeEngine:
             raise DsdError("empty prompt")
         stats = stats or RequestStats(request_id or f"req-{next(self._ids)}",
                                       time.perf_counter(), len(prompt_ids))
+        self.metrics.waiting.inc()
+        try:
+            await self.admission.acquire(stats.arrival_s + self.queue_timeout_s
+                                         - time.perf_counter())
+        except Overloaded:
+            self.metrics.requests.labels(status="rejected").inc()
+            raise
+        finally:
+            self.metrics.waiting.dec()
+        admitted = time.perf_counter()
         self.metrics.running.inc()
         self.metrics.prompt_tokens.inc(len(prompt_ids))
         status = "error"
@@ -234,6 +221,7 @@ class EdgeEngine:
             status = "ok"
         finally:
             stats.finish_s = time.perf_counter()
+            self.admission.release(stats.finish_s - admitted)
             self.metrics.running.dec()
             self.metrics.requests.labels(status=status).inc()
             if status == "ok":
@@ -252,7 +240,9 @@ class EdgeEngine:
         draft = _Draft(self.draft, committed, params) if self.draft is not None else None
         controller = self.window_factory()
         features = SessionFeatures()  # the same window features the simulator computes
-        excluded: set[int] = set()
+        failed: set[int] = set()  # verifiers that failed this request
+        busy: set[int] = set()  # verifiers that refused it for capacity since the last wait
+        busy_until = min(deadline_at, stats.arrival_s + self.queue_timeout_s)
         draft_task = None
         draft_started = draft is None
 
@@ -270,7 +260,7 @@ class EdgeEngine:
                 if out_len >= max_tokens:
                     stats.finish_reason = "length"
                     return
-                ep = await self._choose(stats, max_tokens, excluded)
+                ep = await self._endpoint(stats, max_tokens, failed, busy, busy_until)
                 stats.target_id = ep.target_id
                 left = deadline_at - time.perf_counter()
                 if left <= 0:
@@ -300,6 +290,9 @@ class EdgeEngine:
                                            f"{self.request_timeout_s:.0f}s deadline")
                         out_len = stats.output_tokens
                         remaining = max_tokens - out_len
+                        if len(committed) >= ep.max_context:  # the target's context is full
+                            stats.finish_reason = "length"
+                            return
                         limit = min(ep.max_gamma, remaining - 1,
                                     ep.max_context - len(committed) - 1)
                         if draft is not None:
@@ -333,15 +326,21 @@ class EdgeEngine:
                         yield committed[n_prompt + start:n_prompt + stats.output_tokens]
                         if done:
                             return
-                except VerifierFailure as exc:
-                    log.warning("request %s: %s; retrying elsewhere", stats.request_id, exc)
+                except (VerifierFailure, VerifierBusy) as exc:
                     if draft is not None:
                         if draft_task is not None:
                             await draft_task
                             draft_task = None
                         draft.discard_uncommitted()
-                    ep.mark_down(self.down_seconds)
-                    excluded.add(ep.target_id)
+                    if isinstance(exc, VerifierBusy):  # capacity: wait and retry, not down
+                        log.info("request %s: %s; waiting for room", stats.request_id, exc)
+                        busy.add(ep.target_id)
+                        self.metrics.busy_retries.inc()
+                        continue
+                    log.warning("request %s: %s; retrying elsewhere", stats.request_id, exc)
+                    if exc.down:
+                        ep.mark_down(self.down_seconds if exc.silent else 0.0)
+                    failed.add(ep.target_id)
                     stats.retries += 1
                     self.metrics.retries.inc()
                     continue
@@ -350,6 +349,7 @@ class EdgeEngine:
                 finally:
                     ep.active -= 1
                     await sess.close()
+                    ep.session_closed()
         finally:
             if draft_task is not None:
                 draft_task.cancel()

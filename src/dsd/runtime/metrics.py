@@ -40,6 +40,11 @@ class EdgeMetrics:
         self.spec = SpecDecodeCounters(r, "dsd_edge_")
         self.requests = Counter("dsd_edge_requests", "Finished requests", ["status"], registry=r)
         self.running = Gauge("dsd_edge_requests_running", "Requests in progress", registry=r)
+        self.waiting = Gauge("dsd_edge_requests_waiting", "Requests queued for a slot",
+                             registry=r)
+        self.busy_retries = Counter("dsd_edge_verifier_busy_waits",
+                                    "Opens a full verifier refused, waited and retried",
+                                    registry=r)
         self.retries = Counter("dsd_edge_verifier_retries", "Requests moved to another verifier",
                                registry=r)
         self.ttft = Histogram("dsd_edge_time_to_first_token_seconds", "TTFT", registry=r,
@@ -79,6 +84,17 @@ class VerifierMetrics:
                                       registry=r)
         self.errors = Counter("dsd_verifier_errors", "Refused or failed calls", ["code"],
                               registry=r)
+        self.sessions_waiting = Gauge("dsd_verifier_sessions_waiting",
+                                      "Sessions queued for a free session slot", registry=r)
+        self.capacity_refusals = Counter("dsd_verifier_capacity_refusals",
+                                         "Sessions refused: wait queue full or wait too long",
+                                         registry=r)
+        self.context_limit = Counter("dsd_verifier_context_limit_refusals",
+                                     "Verifies refused for running past the context length",
+                                     registry=r)
+        self.idle_timeouts = Counter("dsd_verifier_idle_session_timeouts",
+                                     "Sessions closed for idling past the idle timeout",
+                                     registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

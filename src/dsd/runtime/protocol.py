@@ -27,6 +27,7 @@ MAX_GAMMA = 32
 MAX_PROPOSAL_SUPPORT = 4096
 MAX_PROMPT_TOKENS = 131_072
 AUTH_HEADER = "authorization"
+HEALTH_SERVICE_PREFIX = "/grpc.health.v1.Health/"  # open: it tells only whether we serve
 
 
 def channel_options() -> list[tuple[str, int]]:
@@ -40,8 +41,20 @@ def channel_options() -> list[tuple[str, int]]:
     ]
 
 
+def edge_channel_options() -> list[tuple[str, int]]:
+    """The edge's channel: reconnect quickly (gRPC's default backoff grows to 120 s, so a
+    restarted verifier would sit unused for many seconds)."""
+    return channel_options() + [
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 300),
+    ]
+
+
 def server_options() -> list[tuple[str, int]]:
-    return channel_options() + [("grpc.http2.min_ping_interval_without_data_ms", 5_000)]
+    # so_reuseport 0: a second verifier on a busy port must fail, not share it silently.
+    return channel_options() + [("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                                ("grpc.so_reuseport", 0)]
 
 
 @dataclass(slots=True)
@@ -89,7 +102,8 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
         md = dict(handler_call_details.invocation_metadata or ())
         got = md.get(AUTH_HEADER, "")
         got = got.encode() if isinstance(got, str) else got
-        if hmac.compare_digest(got, self._expected):
+        if hmac.compare_digest(got, self._expected) or handler_call_details.method.startswith(
+                HEALTH_SERVICE_PREFIX):
             return await continuation(handler_call_details)
         if handler_call_details.method == SESSION_METHOD:
             return self._deny_stream
@@ -142,8 +156,9 @@ def parse_address(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def check_open(msg: pb.Open, fingerprint: str, max_context: int) -> str | None:
-    """Validate an Open message; returns a one-line reason if it must be refused."""
+def check_open(msg: pb.Open, fingerprint: str, max_context: int, vocab_size: int) -> str | None:
+    """Validate an Open message; returns a one-line reason if it must be refused. Runs
+    before the model: an out-of-range id can be a device assert that kills a CUDA process."""
     if msg.protocol_version != PROTOCOL_VERSION:
         return (f"protocol version {msg.protocol_version} not supported "
                 f"(verifier speaks {PROTOCOL_VERSION})")
@@ -153,6 +168,10 @@ def check_open(msg: pb.Open, fingerprint: str, max_context: int) -> str | None:
         return "empty prompt"
     if len(msg.prompt_ids) > min(MAX_PROMPT_TOKENS, max_context):
         return f"prompt of {len(msg.prompt_ids)} tokens exceeds the context limit {max_context}"
+    if max(msg.prompt_ids) >= vocab_size:
+        bad = next(i for i, t in enumerate(msg.prompt_ids) if t >= vocab_size)
+        return (f"prompt token id {msg.prompt_ids[bad]} at position {bad} is out of the "
+                f"vocabulary (size {vocab_size})")
     s = msg.sampling
     if not (0.0 <= s.temperature <= 100.0) or not (0.0 < s.top_p <= 1.0):
         return "bad sampling parameters"
@@ -164,15 +183,13 @@ def check_verify(msg: pb.Verify, greedy: bool, vocab_size: int) -> str | None:
     gamma = len(msg.draft_ids)
     if gamma > MAX_GAMMA:
         return f"gamma {gamma} exceeds the limit {MAX_GAMMA}"
-    if any(t >= vocab_size for t in msg.draft_ids):
-        return "draft token id out of the vocabulary"
+    if msg.draft_ids and max(msg.draft_ids) >= vocab_size:
+        return f"draft token id out of the vocabulary (size {vocab_size})"
     if greedy:
         return None
     if len(msg.proposals) != gamma:
         return f"sampling needs one proposal per draft token ({len(msg.proposals)} != {gamma})"
-    for q in msg.proposals:
+    for q in msg.proposals:  # shapes only; the values are checked on tensors by the verifier
         if not q.ids or len(q.ids) != len(q.probs) or len(q.ids) > MAX_PROPOSAL_SUPPORT:
-            return "malformed proposal distribution"
-        if any(t >= vocab_size for t in q.ids) or any(p < 0 for p in q.probs):
             return "malformed proposal distribution"
     return None

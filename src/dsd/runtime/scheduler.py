@@ -8,6 +8,11 @@ the step's prefill jobs, then applies the lossless verification math per session
 
 Session invariant: `committed` holds prompt + output tokens; the target KV cache holds all
 of them but the last, which is fed first in the next verify query.
+
+Isolation: a session closed while its job runs in the target thread keeps its cache until
+the step ends (the close takes effect between steps), and an exception while running one
+session's part of a step fails that session only. Sessions beyond `max_sessions` wait in
+a bounded FIFO (`admission.Admission`) instead of being refused.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dsd.runtime.admission import Admission, Overloaded
 from dsd.runtime.backend import KVState, ModelRunner
 from dsd.runtime.metrics import VerifierMetrics
 from dsd.runtime.speculative import (
@@ -37,8 +43,12 @@ from dsd.runtime.speculative import (
 log = logging.getLogger("dsd.runtime.verifier")
 
 
-class CapacityError(RuntimeError):
-    """The verifier has no room for another session."""
+class CapacityError(Overloaded):
+    """The verifier has no room for another session, and its queue is full or timed out."""
+
+
+class ContextLimitError(RuntimeError):
+    """A verify would run the session past the target's context length."""
 
 
 def _settle(future: asyncio.Future, result: object) -> None:
@@ -55,6 +65,10 @@ class SessionClosed(RuntimeError):
     """The session was closed while a job was pending."""
 
 
+class SessionFailed(RuntimeError):
+    """Running this session's part of a step raised; only this session fails."""
+
+
 @dataclass(eq=False)
 class TargetSession:
     request_id: str
@@ -64,7 +78,9 @@ class TargetSession:
     kv: KVState = field(default_factory=KVState)
     busy: bool = False
     closed: bool = False
+    in_step: bool = False  # a job of this session is in the target thread's current step
     rounds: int = 0
+    opened_s: float = 0.0
 
 
 @dataclass(eq=False)
@@ -107,12 +123,16 @@ class VerifierCore:
         batcher,
         max_sessions: int = 256,
         metrics: VerifierMetrics | None = None,
+        max_queue: int = 1024,
+        queue_timeout_s: float = 300.0,
     ) -> None:
         self.runner = runner
         self.batcher = batcher
         self.max_sessions = max_sessions
+        self.queue_timeout_s = queue_timeout_s
         self.metrics = metrics or VerifierMetrics()
         self.sessions: dict[int, TargetSession] = {}
+        self.admission = Admission(max_sessions, max_queue, "session")
         self._queue: list[Job] = []
         self._ids = itertools.count(1)
         self._wake: asyncio.Event | None = None
@@ -144,7 +164,7 @@ class VerifierCore:
     def load(self) -> Load:
         cap = self.batcher.max_batch
         return Load(
-            queue_depth=len(self._queue),
+            queue_depth=len(self._queue) + self.admission.waiting,
             running=len(self.sessions),
             outstanding_tokens=sum(j.query_tokens for j in self._queue),
             capacity=cap,
@@ -153,11 +173,25 @@ class VerifierCore:
 
     # ---- session API ----------------------------------------------------------------------
 
-    async def open(self, request_id: str, prompt_ids: list[int], params: SamplingParams):
-        """Create a session and prefill it. Returns (session_key, first_token)."""
-        if len(self.sessions) >= self.max_sessions:
-            raise CapacityError(f"verifier is full ({self.max_sessions} sessions)")
+    async def open(self, request_id: str, prompt_ids: list[int], params: SamplingParams,
+                   queue_timeout_s: float | None = None):
+        """Create a session and prefill it, waiting for a free session slot first (FIFO,
+        bounded). Returns (session_key, first_token). Raises CapacityError when the wait
+        queue is full or the wait passes `queue_timeout_s`."""
+        if len(prompt_ids) > self.runner.max_context:
+            raise ContextLimitError(f"prompt of {len(prompt_ids)} tokens exceeds the context "
+                                    f"length {self.runner.max_context}")
+        timeout = self.queue_timeout_s if queue_timeout_s is None else queue_timeout_s
+        self.metrics.sessions_waiting.set(self.admission.waiting + 1)
+        try:
+            await self.admission.acquire(timeout)
+        except Overloaded as exc:
+            self.metrics.capacity_refusals.inc()
+            raise CapacityError(f"verifier is full: {exc}", exc.retry_after_s) from None
+        finally:
+            self.metrics.sessions_waiting.set(self.admission.waiting)
         sess = TargetSession(request_id, params, make_generator(params.seed), list(prompt_ids))
+        sess.opened_s = time.perf_counter()
         key = next(self._ids)
         self.sessions[key] = sess
         self.metrics.sessions.set(len(self.sessions))
@@ -176,19 +210,29 @@ class VerifierCore:
             raise SessionClosed("unknown or closed session")
         if sess.busy:
             raise RuntimeError("a verify is already pending for this session")
+        # The forward feeds positions up to len(committed) - 1 + gamma: all must fit.
+        if len(sess.committed) + len(draft) > self.runner.max_context:
+            self.metrics.context_limit.inc()
+            raise ContextLimitError(
+                f"session at {len(sess.committed)} tokens + {len(draft)} draft tokens exceeds "
+                f"the context length {self.runner.max_context}")
         query = len(sess.committed) - sess.kv.length + len(draft)
         return await self._submit("verify", sess, key, query, draft, proposals)
 
     def close(self, key: int) -> None:
+        """Free a session. Safe at any time: a session whose job is in the running step
+        keeps its cache until the step ends (the scheduler frees it then)."""
         sess = self.sessions.pop(key, None)
         if sess is None:
             return
         sess.closed = True
-        sess.kv = KVState()
+        if not sess.in_step:
+            sess.kv = KVState()
         for job in [j for j in self._queue if j.session is sess]:
             self._queue.remove(job)
             if not job.future.done():
                 job.future.set_exception(SessionClosed("session closed"))
+        self.admission.release(time.perf_counter() - sess.opened_s)
         self.metrics.sessions.set(len(self.sessions))
         self.metrics.queue_depth.set(len(self._queue))
 
@@ -230,48 +274,84 @@ class VerifierCore:
             batch = self.batcher.select(list(self._queue), now) or self._queue[:1]
             for job in batch:
                 self._queue.remove(job)
+                job.session.in_step = True
             self.metrics.queue_depth.set(len(self._queue))
             try:
                 results = await loop.run_in_executor(self._pool, self._execute, batch, now, loop)
-            except Exception as exc:  # a model failure fails the step's jobs, not the server
+            except Exception as exc:  # noqa: BLE001 - last resort: _execute isolates sessions
                 log.exception("target step failed")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
+                results = [exc] * len(batch)
+            finally:
+                for job in batch:  # closes during the step take effect now
+                    job.session.in_step = False
+                    if job.session.closed:
+                        job.session.kv = KVState()
             for job, result in zip(batch, results, strict=False):
                 _settle(job.future, result)
 
     def _execute(self, batch: list[Job], now: float, loop: asyncio.AbstractEventLoop) -> list:
-        """Runs in the target thread: prefills, then one batched verify forward."""
+        """Runs in the target thread: prefills, then one batched verify forward. A failure in
+        one session's part (its prefill, its row of the batch, its verification) becomes that
+        job's result; the other jobs of the step are unaffected."""
         results: dict[int, object] = {}
-        verifies = [j for j in batch if j.kind == "verify" and not j.session.closed]
         for job in batch:
             self.metrics.queue_time.observe(now - job.arrival_s)
             if job.session.closed:
                 results[id(job)] = SessionClosed("session closed")
         for job in batch:
-            if job.kind == "prefill" and not job.session.closed:
+            if job.kind == "prefill" and id(job) not in results:
                 t0 = time.perf_counter()
-                results[id(job)] = self._prefill(job.session)
+                results[id(job)] = self._guard(job, self._prefill, job.session)
                 self.metrics.forward_time.labels(kind="prefill").observe(time.perf_counter() - t0)
                 # The first token goes out now, not after the step's other prefills and
                 # verifies: sessions opened together get their first tokens one prefill apart.
                 loop.call_soon_threadsafe(_settle, job.future, results[id(job)])
                 self.metrics.prefill_tokens.inc(job.query_tokens)
+        verifies = [j for j in batch if j.kind == "verify" and id(j) not in results]
         if verifies:
             self._last_batch = len(verifies)
             self.metrics.batch_size.observe(len(verifies))
             t0 = time.perf_counter()
-            items = []
-            for job in verifies:
-                sess = job.session
-                items.append((sess.kv, sess.committed[sess.kv.length:] + job.draft))
-            logits = self.runner.forward_batch(items)
+            logits = self._forward_verifies(verifies, results)
             self.metrics.forward_time.labels(kind="verify").observe(time.perf_counter() - t0)
-            for job, lg in zip(verifies, logits, strict=False):
-                results[id(job)] = self._finish_verify(job, lg, len(verifies), now)
+            for job, lg in zip(verifies, logits, strict=True):
+                if lg is not None:
+                    results[id(job)] = self._guard(job, self._finish_verify, job, lg,
+                                                   len(verifies), now)
         return [results[id(job)] for job in batch]
+
+    def _guard(self, job: Job, fn, *args):
+        """Run one session's part of a step; an exception fails that session only."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - isolate the session, keep the step going
+            log.warning("session %s failed in a %s step: %s: %s", job.session.request_id,
+                        job.kind, type(exc).__name__, exc)
+            self.metrics.errors.labels(code="session_failed").inc()
+            return SessionFailed(f"{job.kind} failed: {type(exc).__name__}")
+
+    def _forward_verifies(self, verifies: list[Job], results: dict) -> list:
+        """Logits per verify job (None where the session failed): one batched forward; if
+        it raises, each session alone, so that a bad row fails only its own session. The
+        sessions' caches are untouched by a batched forward that raised (`forward_batch`
+        stacks copies and writes the caches back only after the model ran)."""
+        items = [(j.session.kv, j.session.committed[j.session.kv.length:] + j.draft)
+                 for j in verifies]
+        if len(items) > 1:
+            try:
+                return self.runner.forward_batch(items)
+            except Exception as exc:  # noqa: BLE001 - find the failing session(s) below
+                log.warning("batched verify of %d sessions failed (%s); running them one "
+                            "by one", len(items), type(exc).__name__)
+        return [self._guard_logits(job, kv, ids, results)
+                for job, (kv, ids) in zip(verifies, items, strict=True)]
+
+    def _guard_logits(self, job: Job, kv: KVState, ids: list[int], results: dict):
+        out = self._guard(job, self.runner.forward_batch, [(kv, ids)])
+        if isinstance(out, SessionFailed):
+            results[id(job)] = out
+            return None
+        return out[0]
 
     def _pick(self, logits: torch.Tensor, sess: TargetSession) -> int:
         if sess.params.greedy:

@@ -1,8 +1,13 @@
 """The cloud verifier: a gRPC server in front of `VerifierCore`.
 
-Serves `Hello` (version + tokenizer handshake) and one bidirectional `Session` stream per
-request. Every reply carries the current load. Optional TLS, optional bearer token,
-message size limits from `protocol`. Prometheus metrics on a separate HTTP port.
+Serves `Hello` (version + tokenizer handshake), one bidirectional `Session` stream per
+request, and the standard gRPC health service (`grpc.health.v1.Health`, open without the
+token) that edges and load balancers probe. Every reply carries the current load. Optional
+TLS, optional bearer token, message size limits from `protocol`.
+
+Bounds per session: messages are validated before the model; a session idle (no message
+from its edge) for `idle_timeout_s` is closed; one peer (connection) holds at most
+`max_sessions_per_peer` sessions; a session refused at the context limit gets OUT_OF_RANGE.
 """
 
 from __future__ import annotations
@@ -11,14 +16,25 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
+from dsd.errors import DsdError
 from dsd.runtime import protocol
 from dsd.runtime.backend import ModelRunner
 from dsd.runtime.proto import dsd_pb2 as pb
-from dsd.runtime.scheduler import CapacityError, Load, SessionClosed, VerifierCore
+from dsd.runtime.scheduler import (
+    CapacityError,
+    ContextLimitError,
+    Load,
+    SessionClosed,
+    SessionFailed,
+    VerifierCore,
+)
 from dsd.runtime.speculative import SamplingParams, SparseDist
 
 log = logging.getLogger("dsd.runtime.verifier")
@@ -43,6 +59,22 @@ def params_from_pb(s: pb.SamplingParams) -> SamplingParams:
     )
 
 
+def proposals_from_pb(v: pb.Verify, vocab_size: int) -> list[SparseDist] | None:
+    """The proposals as tensors, or None if their values are malformed. Checked on the
+    tensors: a Python loop over every id and probability cost more than the conversion."""
+    import torch
+
+    out = [SparseDist(torch.tensor(list(q.ids), dtype=torch.int64),
+                      torch.tensor(list(q.probs), dtype=torch.float32)) for q in v.proposals]
+    if out:
+        ids = torch.cat([d.ids for d in out])
+        probs = torch.cat([d.probs for d in out])
+        if (int(ids.max()) >= vocab_size or not bool(torch.isfinite(probs).all())
+                or bool((probs < 0).any())):
+            return None
+    return out
+
+
 @dataclass
 class Fault:
     """Test hook: after `after` verify rounds (server-wide), `hang` or `abort`."""
@@ -52,10 +84,17 @@ class Fault:
 
 
 class VerifierService:
-    def __init__(self, core: VerifierCore, verifier_id: str | None = None) -> None:
+    def __init__(self, core: VerifierCore, verifier_id: str | None = None,
+                 idle_timeout_s: float = 30.0, max_sessions_per_peer: int | None = None) -> None:
         self.core = core
         self.runner: ModelRunner = core.runner
         self.verifier_id = verifier_id or uuid.uuid4().hex[:8]
+        self.idle_timeout_s = idle_timeout_s
+        # Sessions (open or queued) per peer connection; an edge keeps one connection.
+        self.max_sessions_per_peer = max_sessions_per_peer or (
+            core.max_sessions + core.admission.max_waiting)
+        self.per_peer: Counter[str] = Counter()
+        self.health = health_aio.HealthServicer()
         self.fault: Fault | None = None
         self._verifies = 0
 
@@ -106,11 +145,27 @@ class VerifierService:
             await asyncio.Event().wait()  # until the edge's deadline cancels the call
         await context.abort(grpc.StatusCode.UNAVAILABLE, "verifier failure (injected)")
 
+    async def _next(self, messages, context):
+        """The edge's next message, or None when it closed the stream. A session idle for
+        `idle_timeout_s` (a stopped or vanished edge) is closed with DEADLINE_EXCEEDED."""
+        try:
+            async with asyncio.timeout(self.idle_timeout_s):
+                return await anext(messages)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            self.core.metrics.idle_timeouts.inc()
+            await self._refuse(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"session idle for more than {self.idle_timeout_s:g}s")
+
     async def session(self, request_iterator, context):
         key = None
         params: SamplingParams | None = None
+        peer = context.peer() or "?"
+        counted = False
+        messages = aiter(request_iterator)
         try:
-            async for msg in request_iterator:
+            while (msg := await self._next(messages, context)) is not None:
                 kind = msg.WhichOneof("kind")
                 t0 = time.perf_counter()
                 if kind == "open":
@@ -118,19 +173,29 @@ class VerifierService:
                         await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                                            "session already open")
                     reason = protocol.check_open(msg.open, self.runner.fingerprint,
-                                                 self.runner.max_context)
+                                                 self.runner.max_context, self.runner.vocab_size)
                     if reason:
                         code = (grpc.StatusCode.FAILED_PRECONDITION
                                 if "tokenizer" in reason or "protocol" in reason
                                 else grpc.StatusCode.INVALID_ARGUMENT)
                         await self._refuse(context, code, reason)
+                    if self.per_peer[peer] >= self.max_sessions_per_peer:
+                        await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                           f"peer holds {self.per_peer[peer]} sessions (limit "
+                                           f"{self.max_sessions_per_peer} per connection)")
+                    self.per_peer[peer] += 1
+                    counted = True
                     params = params_from_pb(msg.open.sampling)
+                    left = context.time_remaining()
                     try:
                         key, first = await self.core.open(
-                            msg.open.request_id, list(msg.open.prompt_ids), params
-                        )
+                            msg.open.request_id, list(msg.open.prompt_ids), params,
+                            queue_timeout_s=None if left is None else min(
+                                left, self.core.queue_timeout_s))
                     except CapacityError as exc:
                         await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                    except SessionFailed as exc:
+                        await self._refuse(context, grpc.StatusCode.ABORTED, str(exc))
                     yield pb.VerifierMessage(opened=pb.Opened(
                         first_token=first,
                         context_len=len(msg.open.prompt_ids),
@@ -148,16 +213,17 @@ class VerifierService:
                     await self._maybe_fault(context)
                     proposals = None
                     if not params.greedy:
-                        import torch
-
-                        proposals = [
-                            SparseDist(torch.tensor(list(q.ids), dtype=torch.int64),
-                                       torch.tensor(list(q.probs), dtype=torch.float32))
-                            for q in v.proposals
-                        ]
+                        proposals = proposals_from_pb(v, self.runner.vocab_size)
+                        if proposals is None:
+                            await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                               "malformed proposal distribution (ids out of "
+                                               "the vocabulary, or probabilities negative "
+                                               "or not finite)")
                     try:
                         out = await self.core.verify(key, list(v.draft_ids), proposals)
-                    except SessionClosed as exc:
+                    except ContextLimitError as exc:
+                        await self._refuse(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
+                    except (SessionClosed, SessionFailed) as exc:
                         await self._refuse(context, grpc.StatusCode.ABORTED, str(exc))
                     yield pb.VerifierMessage(verdict=pb.Verdict(
                         round=v.round,
@@ -167,11 +233,18 @@ class VerifierService:
                         server_time_s=time.perf_counter() - t0,
                         batch_size=out.batch_size,
                     ))
-                else:  # close
+                elif kind == "close":
                     break
+                else:  # an empty message (no field of the oneof set)
+                    await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                       "empty message: expected open, verify or close")
         finally:
             if key is not None:
                 self.core.close(key)
+            if counted:
+                self.per_peer[peer] -= 1
+                if self.per_peer[peer] <= 0:
+                    del self.per_peer[peer]
 
 
 async def start_verifier_server(
@@ -185,17 +258,37 @@ async def start_verifier_server(
     interceptors = [protocol.BearerAuthInterceptor(token)] if token else []
     server = grpc.aio.server(interceptors=interceptors, options=protocol.server_options())
     server.add_generic_rpc_handlers((protocol.generic_handler(service.hello, service.session),))
+    health_pb2_grpc.add_HealthServicer_to_server(service.health, server)
     addr = f"{host}:{port}"
-    if tls is not None and (tls.cert or tls.key):
-        bound = server.add_secure_port(addr, tls.server_credentials())
-    else:
-        bound = server.add_insecure_port(addr)
+    try:
+        if tls is not None and (tls.cert or tls.key):
+            bound = server.add_secure_port(addr, tls.server_credentials())
+        else:
+            bound = server.add_insecure_port(addr)
+    except RuntimeError:  # grpcio raises on a port it cannot bind (in use, bad address)
+        bound = 0
     if not bound:
-        from dsd.errors import DsdError
-
-        raise DsdError(f"cannot listen on {addr} (port in use?)")
+        raise DsdError(f"cannot listen on {addr}: address in use or not available "
+                       "(choose another --port)")
     await service.core.start()
     await server.start()
+    await service.health.set(protocol.SERVICE, health_pb2.HealthCheckResponse.SERVING)
     log.info("verifier %s serving %s on %s:%d", service.verifier_id, service.runner.name,
              host, bound)
     return server, bound
+
+
+async def start_metrics_server(registry, host: str, port: int, token: str | None = None):
+    """Prometheus /metrics over HTTP on the service's host, behind the same bearer token as
+    the gRPC service. Returns the HttpServer."""
+    from prometheus_client import make_asgi_app
+
+    from dsd.runtime.http_guard import RequestGuard
+    from dsd.runtime.http_server import HttpLimits, start_http
+
+    app = RequestGuard(make_asgi_app(registry), api_key=token, max_body_bytes=0)
+    try:
+        return await start_http(app, host, port, HttpLimits(max_connections=64))
+    except DsdError as exc:
+        raise DsdError(f"metrics server: {exc} (choose another --metrics-port, 0 = off)"
+                       ) from None

@@ -1,0 +1,141 @@
+"""What the public-API HF backend costs against the legacy one (runtime/backend.py).
+
+legacy: `ModelRunner.forward_batch`: caches left-padded and stacked into one forward
+   (private `DynamicCache(ddp_cache_data=)` / `layer.keys`), oneDNN-prepacked linears
+   (private `torch.ops.mkldnn` ops).
+padded: `backends.hf.HFBackend` (public API only), one padded forward, plain nn.Linear.
+sequential: the same backend with `batching="sequential"`: one forward per session.
+All run the same verify step: `batch` sessions with `context` cached tokens each verify
+gamma + 1 = 5 tokens, then crop back. The variants rotate in order every rep; medians and
+the ratios to legacy are printed per (model, batch, context). Models are random (weights do
+not change speed): `tiny` is the test pair's shape, `qwen0.5b` has Qwen2.5-0.5B's shape.
+
+    python benchmarks/hf_backend_cost.py [--models tiny,qwen0.5b] [--batches 1,4,16]
+        [--contexts 64,512] [--reps 7] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+QUERY = 5  # gamma + 1
+
+
+def build(shape: str):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    if shape == "tiny":
+        from dsd.runtime.tiny import build_pair
+
+        return build_pair(vocab_size=259, seed=0)[0]
+    if shape == "qwen0.5b":
+        cfg = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                          num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                          max_position_embeddings=4096, tie_word_embeddings=True)
+        return Qwen2ForCausalLM(cfg).eval()
+    raise SystemExit(f"unknown model shape {shape!r}")
+
+
+def verify_legacy(legacy, prompts, query, ctx: int):
+    from dsd.runtime.backend import KVState
+
+    kvs = [KVState() for _ in prompts]
+    for p, kv in zip(prompts, kvs, strict=True):
+        legacy.forward(kv, p, keep=1)
+
+    def run():
+        legacy.forward_batch(list(zip(kvs, query, strict=True)))
+        for kv in kvs:
+            kv.crop(ctx)
+
+    return run, lambda: None
+
+
+def verify_public(backend, prompts, query, ctx: int):
+    from dsd.runtime.backends.base import Step
+
+    kvs = [backend.new_kv() for _ in prompts]
+    for p, kv in zip(prompts, kvs, strict=True):
+        backend.prefill(kv, p)
+
+    def run():
+        backend.forward_batch([Step(kv, q) for kv, q in zip(kvs, query, strict=True)])
+        for kv in kvs:
+            kv.crop(ctx)
+
+    def cleanup():
+        for kv in kvs:
+            kv.release()
+
+    return run, cleanup
+
+
+def rotated(runs: list, reps: int) -> list[float]:
+    """Median seconds per run; the order rotates every rep, after one warm-up each."""
+    times: list[list[float]] = [[] for _ in runs]
+    for run in runs:
+        run()
+    for rep in range(reps):
+        for k in range(len(runs)):
+            i = (k + rep) % len(runs)
+            t0 = time.perf_counter()
+            runs[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def main() -> int:
+    import copy
+
+    import torch
+
+    from dsd.runtime.backend import runner_from_model
+    from dsd.runtime.backends.hf import HFBackend
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="tiny,qwen0.5b")
+    ap.add_argument("--batches", default="1,4,16")
+    ap.add_argument("--contexts", default="64,512")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch threads {args.threads}; verify of {QUERY} tokens per session; medians of "
+          f"{args.reps} rotated reps (ms per step; ratio = variant / legacy)")
+    print(f"{'model':9s} {'batch':>5s} {'ctx':>5s} {'legacy':>9s} {'padded':>9s} {'ratio':>6s} "
+          f"{'sequential':>10s} {'ratio':>6s}")
+    for shape in args.models.split(","):
+        model = build(shape)
+        legacy = runner_from_model(copy.deepcopy(model), None, "a", prepack=True)
+        padded = HFBackend(model, None, "b")
+        sequential = HFBackend(model, None, "c", batching="sequential")
+        gen = torch.Generator().manual_seed(1)
+        vocab = padded.vocab_size
+        for batch in (int(b) for b in args.batches.split(",")):
+            for ctx in (int(c) for c in args.contexts.split(",")):
+                prompts = [torch.randint(0, vocab, (ctx,), generator=gen).tolist()
+                           for _ in range(batch)]
+                query = [torch.randint(0, vocab, (QUERY,), generator=gen).tolist()
+                         for _ in range(batch)]
+                variants = [verify_legacy(legacy, prompts, query, ctx),
+                            verify_public(padded, prompts, query, ctx),
+                            verify_public(sequential, prompts, query, ctx)]
+                a, b, c = rotated([run for run, _ in variants], args.reps)
+                for _, cleanup in variants:
+                    cleanup()
+                print(f"{shape:9s} {batch:5d} {ctx:5d} {a * 1e3:9.1f} {b * 1e3:9.1f} "
+                      f"{b / a:6.2f} {c * 1e3:10.1f} {c / a:6.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
