@@ -1,7 +1,7 @@
 """Run folders of every kind the HTML report reads, made small and fast for the report tests.
 
-Until the simulator writes timeseries.parquet itself, `write_timeseries` writes a synthetic
-one in its format (t_s, series, entity, value)."""
+The simulator writes timeseries.parquet itself; `write_timeseries` writes a synthetic one
+in the same format (t_s, series, entity, value) where a test needs known values."""
 
 from __future__ import annotations
 
@@ -43,16 +43,16 @@ def make_runs(base: Path) -> dict[str, tuple[Path, int]]:
     runs: dict[str, tuple[Path, int]] = {}
     sim = base / "simulation"
     assert main(["simulate", QUICK, *SHORT, "--out", str(sim)]) == 0
-    write_timeseries(sim)
+    assert (sim / "timeseries.parquet").exists()  # the simulator's own
     runs["simulation"] = (sim, 8)  # 3 CDFs, acceptance, gamma, 3 per-server series
     plain = base / "no-timeseries"
     assert main(["simulate", QUICK, *SHORT, "--out", str(plain)]) == 0
+    (plain / "timeseries.parquet").unlink()  # e.g. a run folder from an older dsd
     runs["no-timeseries"] = (plain, 4)  # the time series become a note
     modes = base / "modes"
     assert main(["simulate", QUICK, *SHORT, "--modes", "distributed,cloud_only",
                  "--out", str(modes)]) == 0
-    for mode in ("distributed", "cloud_only"):
-        write_timeseries(modes / mode)
+    write_timeseries(modes / "cloud_only")  # one synthetic, one the simulator's
     runs["modes"] = (modes, 8)
     sweep = base / "sweep"
     spec = base / "sweep.yaml"

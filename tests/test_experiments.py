@@ -14,7 +14,7 @@ from dsd.experiments.registry import (
     run_experiment,
 )
 
-NAMES = ("policy-stack", "rtt-sweep", "draft-scale", "wisp-capacity", "routing")
+NAMES = ("policy-stack", "rtt-sweep", "draft-scale", "wisp-capacity", "routing", "lab")
 
 
 def test_builtin_experiments_are_registered() -> None:
@@ -49,7 +49,8 @@ def test_unknown_experiment_is_one_line(capsys) -> None:
 QUICK_TITLES = {"routing": "(60 drafts, 4 servers, 60 s runs)",
                 "policy-stack": "on a tenth of paper-large (60 drafts, 3 servers, 60 s runs)",
                 "rtt-sweep": "120 users, 60 s runs", "draft-scale": "60 s runs",
-                "wisp-capacity": "60 s runs, 1 seed)"}
+                "wisp-capacity": "60 s runs, 1 seed)",
+                "lab": "(60 drafts, 3 servers, 60 s runs, JSQ, gamma 4, 1 seed)"}
 
 
 @pytest.mark.parametrize("name", NAMES)

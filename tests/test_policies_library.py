@@ -79,6 +79,18 @@ def test_lab_keeps_prefills_apart_and_groups_similar_lengths() -> None:
     assert [j.request_id for j in lab.select(prefills, 0.0)] == [1, 6]
 
 
+def test_lab_mixed_lets_prefills_ride_after_the_similar_verifies() -> None:
+    queue = [Job(0, q=5, ctx=1000), Job(1, q=600, ctx=0), Job(2, q=5, ctx=4000),
+             Job(3, q=5, ctx=1200), Job(4, q=5, ctx=900), Job(5, q=5, ctx=300)]
+    lab = BATCHERS.create("lab", max_batch=8, length_ratio=2.0, prefill="mixed")
+    # Similar verifies closest first, then everything else oldest first.
+    assert [j.request_id for j in lab.select(queue, 0.0)] == [0, 4, 3, 1, 2, 5]
+    assert [j.request_id for j in BATCHERS.create("lab", max_batch=4, prefill="mixed")
+            .select(queue, 0.0)] == [0, 4, 3, 5]
+    with pytest.raises(ValueError, match="prefill"):
+        BATCHERS.create("lab", prefill="sometimes")
+
+
 def test_estimator_fits_the_roofline_within_a_few_percent() -> None:
     cat = load_catalog()
     step = RooflinePredictor().bind(Deployment(cat.gpu("A100"), cat.model("llama-2-70b"), 4))

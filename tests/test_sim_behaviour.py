@@ -80,7 +80,8 @@ def test_quantiles_match_the_request_table() -> None:
 
 
 def test_kv_memory_bounds_concurrent_sessions(tmp_path) -> None:
-    # An A100 with little room past the weights: requests must wait for KV memory.
+    # An A100 with little room past the weights (~1,950 KV tokens): requests wait for KV
+    # memory and sessions are preempted.
     a100 = load_catalog().gpu("A100")
     tiny = {f.name: getattr(a100, f.name) for f in dataclasses.fields(a100)
             if f.name not in ("name", "aliases", "ops")}
@@ -94,8 +95,8 @@ def test_kv_memory_bounds_concurrent_sessions(tmp_path) -> None:
     catalog = load_catalog([path])
     capacity = kv_capacity_tokens(
         Deployment(catalog.gpu("tiny-a100"), catalog.model("llama-2-70b"), 4), 0.1)
-    shortest_session = 1 + 17  # a 1-token prompt plus the reserved window (max_gamma + 1)
-    assert tight["peak_sessions_per_target"] <= capacity // shortest_session
+    assert tight["peak_kv_used"] <= capacity < roomy["peak_kv_used"]
+    assert tight["preemptions"] > 0 == roomy["preemptions"]
     assert tight["peak_sessions_per_target"] < roomy["peak_sessions_per_target"]
     assert tight["ttft_ms_p99"] > roomy["ttft_ms_p99"]
 
@@ -131,3 +132,13 @@ def test_fitted_acceptance_file_drives_the_simulation(tmp_path) -> None:
     assert s.summary["acceptance_rate"] == pytest.approx(0.5 * (1 - 0.5**4) / 0.5 / 4, rel=0.05)
     with pytest.raises(ConfigError, match="acceptance.path: fitted acceptance file"):
         simulate("examples/single-pair.yaml", overrides=[f"acceptance.path={tmp_path}/no.yaml"])
+
+
+@pytest.mark.parametrize("mode", ["distributed", "cloud_only"])
+def test_one_token_outputs_have_no_tpot(mode: str) -> None:
+    r = simulate("examples/single-pair.yaml", overrides=[
+        f"mode={mode}", "workload.output.fixed=1", "simulation.duration_s=20"])
+    tpot = r.requests.column("tpot_ms")
+    assert r.requests.num_rows > 0 and tpot.null_count == r.requests.num_rows
+    assert r.summary["tpot_ms_p50"] is None
+    assert r.summary["slo_attainment"] == 1.0

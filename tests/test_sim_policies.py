@@ -67,3 +67,26 @@ def test_baseline_configs_load_and_run() -> None:
         s = simulate(f"examples/{name}.yaml", overrides=[
             "simulation.duration_s=20", "simulation.warmup_s=0"]).summary
         assert s["requests_completed"] > 0, name
+
+
+def test_waiting_behind_a_prefill_counts_as_interference() -> None:
+    # One verify per step (max_batch 1): verifies never share a step with anything, so
+    # what interference they get is the time they wait in the queue behind prefills.
+    base = ["policies.batcher.max_batch=1", "workload.arrival.concurrency=3",
+            "workload.prompt.fixed=2000", "workload.output.fixed=64",
+            "simulation.duration_s=60"]
+    s = simulate("examples/single-pair.yaml", overrides=base).summary
+    assert s["verify_interference_ms_mean"] > 1.0
+    alone = simulate("examples/single-pair.yaml", overrides=[
+        *base, "workload.arrival.concurrency=1"]).summary
+    assert alone["verify_interference_ms_mean"] == pytest.approx(0.0)
+
+
+def test_lab_mixed_runs_prefills_with_verifies() -> None:
+    runs = {p: simulate("examples/quickstart.yaml", overrides=[
+        *QUICK, "workload.dataset=cnndm",
+        f"policies.batcher={{name: lab, max_batch: 32, prefill: {p}}}"]).summary
+        for p in ("separate", "mixed")}
+    assert runs["mixed"]["requests_completed"] == runs["separate"]["requests_completed"]
+    # Mixed steps are fewer and fuller: each prefill rides in a verify step.
+    assert runs["mixed"]["mean_batch_size"] > runs["separate"]["mean_batch_size"]

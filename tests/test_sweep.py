@@ -168,7 +168,8 @@ def test_local_pool_matches_serial_and_rows_are_complete(tmp_path: Path) -> None
     assert metrics(serial) == metrics(pooled)
     cols = serial.column_names
     assert cols[:5] == ["point_id", "seed", "network.rtt_ms", "status", "error"]
-    assert {"throughput_rps", "tpot_ms_p50", "acceptance_by_position"} <= set(cols)
+    assert {"throughput_rps", "tpot_ms_p50", "acceptance_by_position", "mean_batch_occupancy",
+            "kv_occupancy_mean", "preemptions", "requests_rejected"} <= set(cols)
     assert serial.column("status").to_pylist() == ["ok"] * 4
     assert serial.column("point_id").to_pylist() == [p.point_id for p in points]
     assert serial.schema.field("acceptance_by_position").type == "string"  # JSON text

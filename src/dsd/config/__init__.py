@@ -6,6 +6,7 @@ from dsd.config.schema import (
     ArrivalSpec,
     ClusterSpec,
     DraftPool,
+    EngineSpec,
     LatencySpec,
     NetworkSpec,
     PoliciesSpec,
@@ -19,7 +20,7 @@ from dsd.config.schema import (
 
 __all__ = [
     "apply_override", "dump_config", "load_config", "read_yaml",
-    "AcceptanceSpec", "ArrivalSpec", "ClusterSpec", "DraftPool", "LatencySpec", "NetworkSpec",
-    "PoliciesSpec", "PolicySpec", "ScenarioConfig", "SimulationSpec", "SloSpec", "TargetPool",
-    "WorkloadSpec",
+    "AcceptanceSpec", "ArrivalSpec", "ClusterSpec", "DraftPool", "EngineSpec", "LatencySpec",
+    "NetworkSpec", "PoliciesSpec", "PolicySpec", "ScenarioConfig", "SimulationSpec", "SloSpec",
+    "TargetPool", "WorkloadSpec",
 ]

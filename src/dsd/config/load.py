@@ -171,7 +171,7 @@ def _resolve_paths(config: ScenarioConfig, base_dir: Path) -> None:
 def check_semantics(config: ScenarioConfig) -> None:
     """Checks that need the catalog and the policy registries."""
     from dsd.catalog import load_catalog
-    from dsd.policies import BATCHERS, ROUTERS, WINDOWS, UnknownPolicyError
+    from dsd.policies import ADMISSION, BATCHERS, ROUTERS, WINDOWS, UnknownPolicyError
     from dsd.workload import length_profile
 
     try:
@@ -201,7 +201,8 @@ def check_semantics(config: ScenarioConfig) -> None:
                 f"cluster.drafts[{i}].model: no target pool serves a model of tokenizer family "
                 f"{family!r}; drafts and targets must share a tokenizer"
             )
-    policies = (("router", ROUTERS), ("batcher", BATCHERS), ("window", WINDOWS))
+    policies = (("router", ROUTERS), ("batcher", BATCHERS), ("window", WINDOWS),
+                ("admission", ADMISSION))
     for field, registry in policies:
         spec: PolicySpec = getattr(config.policies, field)
         try:
@@ -223,6 +224,11 @@ def check_semantics(config: ScenarioConfig) -> None:
     if isinstance(gamma, int) and gamma > config.simulation.max_gamma:
         raise ConfigError(f"policies.window.gamma: {gamma} exceeds simulation.max_gamma "
                           f"({config.simulation.max_gamma})")
+    window = config.simulation.max_gamma + 1
+    if config.engine.max_num_batched_tokens < window:
+        raise ConfigError(f"engine.max_num_batched_tokens: {config.engine.max_num_batched_tokens}"
+                          f" cannot hold one verify of simulation.max_gamma + 1 = {window} "
+                          "tokens")
 
 
 def _check_trace(path: str | None) -> None:

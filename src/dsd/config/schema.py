@@ -177,11 +177,29 @@ class PoliciesSpec(Strict):
     batcher: PolicySpec = _policy("fifo", max_batch=32, max_wait_ms=0.0)
     window: PolicySpec = _policy("static", gamma=4)
     mode: PolicySpec = _policy("rtt-load")  # per-device mode selector, used when mode: auto
+    admission: PolicySpec = _policy("admit-all")  # accept or reject requests at a server
 
-    @field_validator("router", "batcher", "window", "mode", mode="before")
+    @field_validator("router", "batcher", "window", "mode", "admission", mode="before")
     @classmethod
     def _name_only(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
+
+
+class EngineSpec(Strict):
+    """The target servers' serving engine, with vLLM's scheduler limits (defaults: vLLM's
+    OpenAI server on an A100 or a GPU under 70 GB). Verify batches are further capped by
+    the batcher's `max_batch` (`policies.batcher`)."""
+
+    max_num_seqs: int = Field(default=256, ge=1)  # sequences in one step (decode batch cap)
+    max_num_batched_tokens: int = Field(default=2048, ge=1)  # query tokens in one step
+    # Split a prefill that does not fit the step's remaining token budget (vLLM V1, Sarathi);
+    # off: it waits for a step with room (alone, it runs whole).
+    chunked_prefill: bool = True
+    kv_budget_tokens: int | None = Field(default=None, ge=1)  # KV cap below what memory leaves
+    # When a step's KV does not fit, the newest session is preempted: `recompute` frees its
+    # KV and re-prefills its tokens later; `swap` copies its KV to host memory and back.
+    preemption: Literal["recompute", "swap"] = "recompute"
+    swap_gbps: float = Field(default=25.0, gt=0)  # host link per GPU (PCIe 4.0 x16 ~25 GB/s)
 
 
 class SloSpec(Strict):
@@ -218,6 +236,7 @@ class ScenarioConfig(Strict):
     workload: WorkloadSpec = WorkloadSpec()
     acceptance: AcceptanceSpec = AcceptanceSpec()
     policies: PoliciesSpec = PoliciesSpec()
+    engine: EngineSpec = EngineSpec()
     slo: SloSpec = SloSpec()
     simulation: SimulationSpec = SimulationSpec()
 

@@ -12,6 +12,7 @@ METRICS = ("throughput_rps", "output_tps", "goodput_rps", "goodput_tps", "slo_at
            "ttft_ms_p50", "ttft_ms_mean", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_mean",
            "tpot_ms_p99", "acceptance_rate", "mean_drafted_gamma", "wasted_draft_ms_per_request",
            "verify_interference_ms_mean", "target_utilization", "mean_batch_size",
+           "mean_batch_occupancy", "kv_occupancy_mean", "preemptions", "requests_rejected",
            "fused_request_frac", "requests_completed")
 
 

@@ -26,8 +26,9 @@ SYSTEMS: dict[str, dict[str, Any]] = {
              "policies": {"router": "jsq",
                           "batcher": {"name": "fifo", "max_batch": 16, "max_wait_ms": 20},
                           "window": {"name": "static", "gamma": 4}}},
-    "centralized": {"mode": "cloud_only",
-                    "policies": {"router": "jsq", "batcher": {"name": "fifo", "max_batch": 64},
+    # Continuous batching of up to 64 sequences per decode step.
+    "centralized": {"mode": "cloud_only", "engine": {"max_num_seqs": 64},
+                    "policies": {"router": "jsq", "batcher": {"name": "fifo"},
                                  "window": {"name": "static", "gamma": 4}}},
 }
 SLO = {"ttft_ms": 1000.0, "tpot_ms": 60.0}

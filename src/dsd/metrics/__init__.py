@@ -8,6 +8,7 @@ from dsd.metrics.table import (
     RequestTableWriter,
     read_request_table,
 )
+from dsd.metrics.timeseries import TIMESERIES_SCHEMA, TimeSeriesRecorder
 
 __all__ = ["MetricsCollector", "QuantileSketch", "REQUEST_COLUMNS", "REQUEST_SCHEMA",
-           "RequestTableWriter", "read_request_table"]
+           "RequestTableWriter", "TIMESERIES_SCHEMA", "TimeSeriesRecorder", "read_request_table"]

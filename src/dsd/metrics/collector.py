@@ -1,12 +1,18 @@
 """Streaming metric collection with the definitions of the metric conventions:
 
-- TTFT = arrival -> first output token; TPOT = (E2E - TTFT) / (output tokens - 1).
+- Measured requests are those that arrive at or after warm-up. The window is [warm-up, end]:
+  the end is `duration_s` without drain, the last completion (or rejection) with drain.
+- TTFT = arrival -> first output token; TPOT = (E2E - TTFT) / (output tokens - 1), none for
+  a one-token output. Latency quantiles are over measured requests.
+- Rates are completions in the window divided by its length, whenever the request arrived:
+  throughput (req/s), output tokens/s, goodput (those meeting every SLO, req/s or tokens/s).
+- SLO attainment = measured requests meeting both the TTFT and TPOT SLOs / (measured
+  requests completed + measured requests rejected): a rejected request misses its SLO.
 - acceptance rate = accepted / drafted tokens; mean acceptance length = 1 + accepted / rounds.
-- SLO attainment = share of measured requests meeting both the TTFT and TPOT SLOs;
-  goodput = such requests (or their output tokens) per second.
 - wasted draft time = sum over rounds of (drafted - accepted - 1)+ x draft step time.
-- verification interference of a verify job r = T_verify(its batch) - T_verify({r}); the
-  summary reports its mean over verify rounds (`verify_interference_ms_mean`).
+- verification interference of a verify job r = T_verify(its batch) - T_verify({r}) + the
+  prefill work its server ran while r waited in the queue; the summary reports its mean over
+  verify rounds (`verify_interference_ms_mean`).
 
 Only counters and quantile sketches are kept, so memory does not grow with simulated time.
 """
@@ -28,8 +34,13 @@ class MetricsCollector:
         self.e2e = QuantileSketch()
         self.completed = 0
         self.slo_met = 0
+        self.rejected = 0  # measured requests the servers turned away (the engine adds to it)
         self.output_tokens = 0
-        self.good_tokens = 0
+        # Completions in the window [warm-up, end], whenever they arrived: the rates.
+        self.window_completed = 0
+        self.window_met = 0
+        self.window_tokens = 0
+        self.window_good_tokens = 0
         self.rounds = 0
         self.drafted = 0
         self.accepted = 0
@@ -46,11 +57,19 @@ class MetricsCollector:
 
     def record_request(
         self, ttft_s: float, e2e_s: float, output_tokens: int, rounds: int, drafted: int,
-        accepted: int,
+        accepted: int, measured: bool = True, in_window: bool = True,
     ) -> tuple[float, bool]:
-        """Add one finished request; returns (tpot_s, slo_met)."""
-        tpot_s = (e2e_s - ttft_s) / (output_tokens - 1) if output_tokens > 1 else 0.0
-        met = ttft_s <= self.ttft_slo_s and tpot_s <= self.tpot_slo_s
+        """Add one finished request; returns (tpot_s, slo_met), tpot NaN for one token."""
+        tpot_s = (e2e_s - ttft_s) / (output_tokens - 1) if output_tokens > 1 else math.nan
+        met = ttft_s <= self.ttft_slo_s and not tpot_s > self.tpot_slo_s
+        if in_window:
+            self.window_completed += 1
+            self.window_tokens += output_tokens
+            if met:
+                self.window_met += 1
+                self.window_good_tokens += output_tokens
+        if not measured:
+            return tpot_s, met
         self.completed += 1
         self.output_tokens += output_tokens
         self.rounds += rounds
@@ -62,7 +81,6 @@ class MetricsCollector:
             self.tpot.add(tpot_s)
         if met:
             self.slo_met += 1
-            self.good_tokens += output_tokens
         return tpot_s, met
 
     def acceptance_by_position(self) -> list[float]:
@@ -85,10 +103,13 @@ class MetricsCollector:
             return round(v * 1000.0, 3) if not math.isnan(v) else math.nan
 
         span = max(span_s, 1e-12)
+        decided = self.completed + self.rejected
         out: dict[str, Any] = {
             "requests_completed": self.completed,
-            "throughput_rps": self.completed / span,
-            "output_tps": self.output_tokens / span,
+            "requests_rejected": self.rejected,
+            "window_completions": self.window_completed,
+            "throughput_rps": self.window_completed / span,
+            "output_tps": self.window_tokens / span,
             "output_tokens": self.output_tokens,
         }
         for name, sketch in (("ttft", self.ttft), ("tpot", self.tpot), ("e2e", self.e2e)):
@@ -107,9 +128,9 @@ class MetricsCollector:
             mean_drafted_gamma=self.drafted / self.rounds if self.rounds else math.nan,
             verify_interference_ms_mean=(1000.0 * self.interference_s / self.verify_rounds
                                          if self.verify_rounds else math.nan),
-            slo_attainment=self.slo_met / self.completed if self.completed else math.nan,
-            goodput_rps=self.slo_met / span,
-            goodput_tps=self.good_tokens / span,
+            slo_attainment=self.slo_met / decided if decided else math.nan,
+            goodput_rps=self.window_met / span,
+            goodput_tps=self.window_good_tokens / span,
             acceptance_by_position=self.acceptance_by_position(),
         )
         return out

@@ -11,6 +11,7 @@ from rich.table import Table
 # (summary key, label, format)
 ROWS: list[tuple[str, str, str]] = [
     ("requests_completed", "requests completed", "{:,.0f}"),
+    ("requests_rejected", "requests rejected", "{:,.0f}"),
     ("throughput_rps", "throughput (req/s)", "{:.2f}"),
     ("output_tps", "output tokens/s", "{:,.1f}"),
     ("goodput_rps", "goodput (req/s)", "{:.2f}"),
@@ -23,7 +24,10 @@ ROWS: list[tuple[str, str, str]] = [
     ("acceptance_rate", "acceptance rate", "{:.3f}"),
     ("mean_acceptance_length", "mean acceptance length", "{:.2f}"),
     ("target_utilization", "target utilization", "{:.1%}"),
-    ("mean_batch_size", "mean verify batch", "{:.1f}"),
+    ("mean_batch_size", "mean batch (seqs/step)", "{:.1f}"),
+    ("mean_batch_occupancy", "batch occupancy", "{:.1%}"),
+    ("kv_occupancy_mean", "KV occupancy (mean)", "{:.1%}"),
+    ("preemptions", "preemptions", "{:,.0f}"),
     ("wasted_draft_s", "wasted draft time (s)", "{:,.1f}"),
     ("sim_time_s", "simulated time (s)", "{:,.1f}"),
     ("wall_time_s", "wall time (s)", "{:.2f}"),

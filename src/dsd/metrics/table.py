@@ -103,7 +103,14 @@ def _column(values: tuple[Any, ...], type_: pa.DataType) -> pa.Array:
         buffers = [None, pa.py_buffer(bits)]
     else:
         dtype = {pa.int64(): np.int64, pa.float64(): np.float64}[type_]
-        buffers = [None, pa.py_buffer(np.fromiter(values, dtype=dtype, count=n))]
+        data = np.fromiter(values, dtype=dtype, count=n)
+        valid = None
+        if dtype is np.float64:  # NaN marks a missing value (e.g. a one-token TPOT): null
+            missing = np.isnan(data)
+            if missing.any():
+                valid = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+                data[missing] = 0.0
+        buffers = [valid, pa.py_buffer(data)]
     return pa.Array.from_buffers(type_, n, buffers)
 
 

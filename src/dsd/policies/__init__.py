@@ -2,6 +2,7 @@
 
 from dsd.policies import early_stop as _early_stop  # noqa: F401  (registers windows)
 from dsd.policies import slo_batching as _slo_batching  # noqa: F401  (registers "slo")
+from dsd.policies.admission import ADMISSION, AdmissionPolicy, AdmissionView
 from dsd.policies.batching import BATCHERS, Batcher, FifoBatcher, VerifyJob
 from dsd.policies.estimator import VerifyTimeEstimator
 from dsd.policies.mode import MODE_SELECTORS, MODES, Mode, ModeSelector, ModeState
@@ -21,6 +22,7 @@ except ImportError:
     pass
 
 __all__ = [
+    "ADMISSION", "AdmissionPolicy", "AdmissionView",
     "VerifyTimeEstimator",
     "BATCHERS", "Batcher", "FifoBatcher", "VerifyJob",
     "MODE_SELECTORS", "MODES", "Mode", "ModeSelector", "ModeState",

@@ -67,41 +67,53 @@ class FifoBatcher:
 class LengthAwareBatcher:
     """Length-Aware Batching (LAB): a batch of similar jobs, so no member slows the others.
 
-    The rule: the oldest queued job anchors the batch (so nothing starves). Another job may
-    join only if its query tokens are within x`query_ratio` of the anchor's and its total
-    length (context + query tokens) within x`length_ratio`; compatible jobs join closest
-    total length first (ties: oldest first), up to `max_batch` jobs and `max_batch_tokens`.
-    So a 600-token prefill never rides with 5-token verifies (compute-bound, it would
-    stretch their step several-fold) and a 3k-token context does not join 200-token ones.
+    The rule: the oldest queued job anchors the batch (so nothing starves). A job is
+    compatible with the anchor if its query tokens are within x`query_ratio` of the
+    anchor's and its total length (context + query tokens) within x`length_ratio`;
+    compatible jobs join closest total length first (ties: oldest first), up to `max_batch`
+    jobs and `max_batch_tokens`. So verifies of similar context lengths batch together.
+
+    `prefill` says what happens to the incompatible jobs (prefills next to verifies):
+    `separate` (the DSD paper's LAB): they wait for a batch of their own kind, so a
+    600-token prefill never rides with 5-token verifies (which then wait behind it in the
+    queue instead); `mixed` (Sarathi-style): they join after the compatible jobs, oldest
+    first, and the engine runs them in the room its per-step token budget leaves
+    (`engine.max_num_batched_tokens`, chunking a prefill that does not fit).
     """
 
     def __init__(self, max_batch: int = 32, max_batch_tokens: int = 8192,
                  max_wait_ms: float = 0.0, query_ratio: float = 4.0,
-                 length_ratio: float = 4.0) -> None:
+                 length_ratio: float = 4.0, prefill: str = "separate") -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         if query_ratio < 1 or length_ratio < 1:
             raise ValueError("query_ratio and length_ratio must be >= 1")
+        if prefill not in ("separate", "mixed"):
+            raise ValueError(f"prefill must be 'separate' or 'mixed', got {prefill!r}")
         self.max_batch = max_batch
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_ms / 1000.0
         self.log_q = math.log(query_ratio)
         self.log_len = math.log(length_ratio)
+        self.mixed = prefill == "mixed"
 
     def select(self, queue: Sequence[VerifyJob], now: float) -> list[VerifyJob]:
         anchor = queue[0]
         aq = math.log(anchor.query_tokens or 1)
         alen = math.log(anchor.context_len + anchor.query_tokens or 1)
         scored = []
+        others = []  # incompatible jobs, oldest first (mixed only)
         for i in range(1, len(queue)):
             job = queue[i]
             dlen = abs(math.log(job.context_len + job.query_tokens or 1) - alen)
             if dlen <= self.log_len and abs(math.log(job.query_tokens or 1) - aq) <= self.log_q:
                 scored.append((dlen, i))
+            elif self.mixed:
+                others.append(i)
         scored.sort()
         batch = [anchor]
         tokens = anchor.query_tokens
-        for _, i in scored:
+        for i in [i for _, i in scored] + others:
             if len(batch) >= self.max_batch:
                 break
             job = queue[i]

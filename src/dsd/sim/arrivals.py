@@ -64,17 +64,21 @@ class OpenLoopDriver(_Driver):
         self.process = make_arrivals(spec)
 
     def start(self) -> None:
-        self.sim.loop.at(self.process.next_gap(self.rng), self._arrive)
+        self._schedule(self.process.next_gap(self.rng))
+
+    def _schedule(self, at: float) -> None:
+        # An arrival that would not be admitted is not scheduled: a drained run then ends
+        # at its last completion, not at a phantom arrival after the end.
+        if self._can_create(at):
+            self.sim.loop.at(at, self._arrive)
 
     def _arrive(self, _: Any) -> None:
         now = self.sim.loop.now
-        if not self._can_create(now):
-            return
         rng = self.rng
         prompt, output = self.profile.sample(rng)
         device = self.devices[rng.randrange(len(self.devices))]
         self.sim.admit(self._new(device, now, prompt, output))
-        self.sim.loop.at(now + self.process.next_gap(rng), self._arrive)
+        self._schedule(now + self.process.next_gap(rng))
 
 
 class ClosedLoopDriver(_Driver):
@@ -90,7 +94,8 @@ class ClosedLoopDriver(_Driver):
         for device in self.devices:
             for user in range(self.concurrency):
                 delay = self.rng.random() * self.think.mean_s
-                self.sim.loop.at(delay, self._submit, (device, user))
+                if delay < self.duration:
+                    self.sim.loop.at(delay, self._submit, (device, user))
 
     def _submit(self, who: tuple[DraftDevice, int]) -> None:
         now = self.sim.loop.now
@@ -101,7 +106,7 @@ class ClosedLoopDriver(_Driver):
 
     def on_finish(self, req: Request) -> None:
         submit_at = self.sim.loop.now + self.think.sample(self.rng)
-        if submit_at < self.duration:  # a user thinking past the end leaves no idle event
+        if self._can_create(submit_at):  # a user thinking past the end leaves no idle event
             self.sim.loop.at(submit_at, self._submit, (req.device, req.user))
 
 
@@ -116,13 +121,11 @@ class TraceDriver(_Driver):
 
     def _schedule_next(self) -> None:
         record = next(self.records, None)
-        if record is not None and self.created < self.max_requests:
+        if record is not None and self._can_create(record.arrival_s):
             self.sim.loop.at(record.arrival_s, self._arrive, record)
 
     def _arrive(self, record: Any) -> None:
         now = self.sim.loop.now
-        if now >= self.duration:
-            return
         n = len(self.devices)
         device = self.devices[record.device % n if record.device is not None
                               else self.rng.randrange(n)]

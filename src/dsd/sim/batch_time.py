@@ -9,9 +9,10 @@ from dsd.sim.entities import PREFILL, VERIFY, Request
 
 
 def target_batch_s(step: Any, batch: list[Request]) -> float:
-    """One target forward over every job's query tokens (prefill attention is causal).
-    The longest decode/verify sequence rides along: ragged batches cost more than their
-    mean twin (see dsd.perf.base.StepModel)."""
+    """One target forward over every job's query tokens (prefill attention is causal; a
+    prefill chunk also attends to the chunks before it). The longest decode/verify sequence
+    rides along: ragged batches cost more than their mean twin (see
+    dsd.perf.base.StepModel)."""
     query = context = attn = longest = 0
     for r in batch:
         q, c = r.query_tokens, r.context_len
@@ -22,7 +23,7 @@ def target_batch_s(step: Any, batch: list[Request]) -> float:
             if c + q > longest:
                 longest = c + q
         else:
-            attn += q * (q + 1) // 2
+            attn += q * c + q * (q + 1) // 2
     return step.step_s(len(batch), query, context, attn, longest)
 
 
@@ -38,7 +39,8 @@ def fused_draft_s(step: Any, batch: list[Request]) -> float:
 
 
 def record_interference(metrics: Any, step: Any, batch: list[Request], batch_s: float) -> None:
-    """Verification interference I_r = T(batch) - T({r}) of each measured verify job."""
+    """What batch mates add to each measured verify job's step, T(batch) - T({r}) (the
+    engine adds the time verifies wait behind prefills)."""
     if len(batch) == 1:
         if batch[0].kind == VERIFY and batch[0].measured:
             metrics.verify_rounds += 1

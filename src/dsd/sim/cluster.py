@@ -14,6 +14,7 @@ from dsd.config import ScenarioConfig
 from dsd.errors import ConfigError
 from dsd.perf import Deployment, kv_capacity_tokens, make_predictor
 from dsd.policies import (
+    ADMISSION,
     BATCHERS,
     MODE_SELECTORS,
     ROUTERS,
@@ -23,6 +24,7 @@ from dsd.policies import (
     UnknownPolicyError,
     WindowFactory,
 )
+from dsd.policies.admission import AdmissionPolicy
 from dsd.sim.arrivals import make_driver
 from dsd.sim.confidence import DraftConfidence
 from dsd.sim.entities import DraftDevice, Network, TargetServer
@@ -50,6 +52,7 @@ class Cluster:
     # One selector per edge device for `mode: auto` (each keeps its device's hysteresis).
     mode_selectors: list[ModeSelector] | None = None
     confidence: DraftConfidence | None = None  # for early-stopping window policies
+    admission: AdmissionPolicy | None = None  # None: admit every request
 
 
 def build_cluster(config: ScenarioConfig) -> Cluster:
@@ -76,7 +79,8 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
             batcher = BATCHERS.create(policies.batcher.name, **policies.batcher.params)
             if hasattr(batcher, "bind"):  # e.g. the SLO batcher fits its time estimator
                 batcher.bind(step)
-            servers.append(TargetServer(len(servers), p, step, draft_step, batcher, kv_capacity))
+            servers.append(TargetServer(len(servers), p, step, draft_step, batcher, kv_capacity,
+                                        config.engine, hw.kv_bytes_per_token, pool.tp))
 
     devices: list[DraftDevice] = []
     for p, pool in enumerate(config.cluster.drafts):
@@ -125,11 +129,13 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
                          for _ in devices]
         except (UnknownPolicyError, ValueError) as exc:
             raise ConfigError(f"policies.mode: {exc}") from None
+    admission = ADMISSION.create(policies.admission.name, **policies.admission.params)
     conf = config.acceptance.confidence
     confidence = DraftConfidence(conf.accepted_beta, conf.rejected_beta, conf.after_accept,
                                  rngs["confidence"])
     return Cluster(config, devices, servers, network, acceptance, router, window, arrivals, rngs,
-                   selectors, confidence)
+                   selectors, confidence,
+                   None if getattr(admission, "admits_all", False) else admission)
 
 
 def _bind_fused_draft(predictor: Any, hw: Deployment, where: str) -> Any:

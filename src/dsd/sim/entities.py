@@ -25,6 +25,7 @@ class Request:
         "draft_s", "kv_held", "features", "net_s",
         "load", "kind", "context_len", "query_tokens", "arrival_s", "deadline_s",
         "mode", "pre_accepted", "expected_tokens",
+        "prefill_total", "prefilled", "resume", "preempted", "pending_kind", "swapped",
     )
 
     def __init__(self, request_id: int, device: DraftDevice, arrival: float, prompt: int,
@@ -59,6 +60,15 @@ class Request:
         self.mode = "distributed"  # per request: distributed, fused or cloud_only
         self.pre_accepted = -1  # verdict sampled at drafting time (early-stop rounds), else -1
         self.expected_tokens = 1.0  # expected tokens of the pending verify (SLO batcher)
+        # A prefill job runs `prefill_total` tokens, `prefilled` of them done (chunks). A
+        # recompute after preemption is a prefill that then resumes as `resume` (VERIFY or
+        # DECODE); -1 for a plain prefill.
+        self.prefill_total = 0
+        self.prefilled = 0
+        self.resume = -1
+        self.preempted = False  # its KV was taken; its next server job waits for memory
+        self.pending_kind = -1  # the job it waits to run again after preemption
+        self.swapped = 0  # tokens of KV swapped out to host memory
 
 
 class DraftDevice:
@@ -83,18 +93,24 @@ class DraftDevice:
 
 
 class TargetServer:
-    """A cloud server: a job queue, a batcher, one executor running one batch at a time, and
-    KV memory that admits a new request only when its prompt plus one window fits."""
+    """A cloud server: job queues, a batcher, one executor running one step at a time within
+    the engine's limits (sequences and tokens per step), and KV memory reserved step by
+    step (see sim/kv.py)."""
 
     __slots__ = (
         "server_id", "pool", "step", "draft_step", "batcher", "max_batch", "max_wait_s",
-        "queue", "draft_queue", "busy", "wake_pending", "batch", "kv_capacity", "kv_used",
-        "waiting", "running", "peak_running", "queued_tokens", "busy_time", "batches",
-        "batched_jobs", "remaining_tokens", "est_step_s", "prefills_pending",
+        "queue", "draft_queue", "decode_queue", "busy", "wake_pending", "batch",
+        "kv_capacity", "kv_used", "peak_kv", "watermark", "sessions", "waiting", "running",
+        "peak_running", "queued_tokens", "busy_time", "batches", "batched_jobs",
+        "remaining_tokens", "est_step_s", "prefills_pending", "max_seqs", "max_tokens",
+        "chunked", "swap_s_per_token", "swap_pending_s", "batch_end",
+        "step_start", "step_prefill_s", "kv_area", "kv_t", "kv_last",
+        "seq_cap",
     )
 
     def __init__(self, server_id: int, pool: int, step: Any, draft_step: Any, batcher: Any,
-                 kv_capacity: int) -> None:
+                 kv_capacity: int, engine: Any = None, kv_bytes_per_token: float = 0.0,
+                 tp: int = 1) -> None:
         self.server_id = server_id
         self.pool = pool
         self.step = step  # StepModel of the target model on this server
@@ -102,14 +118,25 @@ class TargetServer:
         self.batcher = batcher
         self.max_batch: int = batcher.max_batch
         self.max_wait_s: float = batcher.max_wait_s
-        self.queue: list[Request] = []
-        self.draft_queue: list[Request] = []
+        self.queue: list[Request] = []  # prefill and verify jobs, for the batcher
+        self.draft_queue: list[Request] = []  # fused-mode draft jobs
+        self.decode_queue: list[Request] = []  # cloud-only decode steps (continuous batching)
         self.busy = False
         self.wake_pending = False
         self.batch: list[Request] = []
+        self.max_seqs: int = engine.max_num_seqs if engine else 1 << 30
+        self.max_tokens: int = engine.max_num_batched_tokens if engine else 1 << 30
+        self.chunked: bool = engine.chunked_prefill if engine else False
+        if engine and engine.kv_budget_tokens is not None:
+            kv_capacity = min(kv_capacity, engine.kv_budget_tokens)
         self.kv_capacity = kv_capacity
         self.kv_used = 0
-        self.waiting: deque[Request] = deque()
+        self.peak_kv = 0
+        # Headroom a new session must leave free, so it is not preempted at its first step
+        # (vLLM's 1% watermark); a server with nothing running admits without it.
+        self.watermark = math.ceil(0.01 * kv_capacity)
+        self.sessions: dict[Request, None] = {}  # sessions holding KV, oldest admitted first
+        self.waiting: deque[Request] = deque()  # new and preempted requests waiting for KV
         self.running = 0
         self.peak_running = 0
         self.queued_tokens = 0
@@ -120,6 +147,19 @@ class TargetServer:
         self.prefills_pending = 0  # queued or running prefills (most steps have none)
         # A one-job verify step (gamma 4, 512-token context): the routers' step estimate.
         self.est_step_s: float = step.step_s(1, 5, 512, 5 * 517)
+        # Swapping moves each GPU's KV shard over its own host link.
+        gbps = engine.swap_gbps if engine else 25.0
+        self.swap_s_per_token = kv_bytes_per_token / (tp * gbps * 1e9)
+        self.swap_pending_s = 0.0  # swap time the next step pays
+        self.batch_end = 0.0
+        self.seq_cap = self.max_batch  # sequences a full step holds (occupancy denominator)
+        # The running step started at `step_start` and runs its prefills first, for
+        # `step_prefill_s` (interference of the verifies that wait behind them).
+        self.step_start = 0.0
+        self.step_prefill_s = 0.0
+        self.kv_area = 0.0  # integral of kv_used over time, sampled at step boundaries
+        self.kv_t = 0.0
+        self.kv_last = 0
 
 
 class Network:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dsd.config import ScenarioConfig, dump_config, load_config
 from dsd.metrics import RequestTableWriter, read_request_table
@@ -21,12 +22,14 @@ from dsd.sim.simulator import Simulator
 
 @dataclass
 class Result:
-    """A finished run: the flat summary, and the per-request table (in memory or on disk)."""
+    """A finished run: the flat summary, the per-request table (in memory or on disk) and
+    the down-sampled time series of server load and window choice (`timeseries`)."""
 
     summary: dict[str, Any]
     config: ScenarioConfig
     out_dir: Path | None = None
     _table: pa.Table | None = field(default=None, repr=False)
+    timeseries: pa.Table | None = field(default=None, repr=False)
 
     @property
     def requests(self) -> pa.Table:
@@ -47,9 +50,9 @@ def simulate(
     keep_requests: bool = True,
     progress: Callable[[float, int, int], None] | None = None,
 ) -> Result:
-    """Run one scenario. With `out`, writes summary.json, requests.parquet and config.yaml
-    there (rows streamed to disk); else the request table stays in memory when
-    `keep_requests`, or is dropped (for sweeps and benchmarks). `progress(sim_time_s,
+    """Run one scenario. With `out`, writes summary.json, requests.parquet (rows streamed to
+    disk), timeseries.parquet and config.yaml there; else the request table stays in memory
+    when `keep_requests`, or is dropped (for sweeps and benchmarks). `progress(sim_time_s,
     requests_done, in_flight)` is called every 1% of the simulated duration."""
     if not isinstance(config, ScenarioConfig) or overrides or seed is not None:
         config = load_config(config, overrides, seed)
@@ -70,7 +73,7 @@ def simulate(
     wall = time.perf_counter() - started
     table = writer.close()
 
-    measured_span = _measured_span(config, stats["sim_time_s"])
+    measured_span = max(stats["window_s"], 1e-9)
     summary: dict[str, Any] = {"name": config.name, "mode": config.mode, "seed": config.seed}
     summary.update(sim.metrics.summary(measured_span))
     summary.update(stats)
@@ -78,16 +81,12 @@ def simulate(
     summary["accepted_tokens_per_wall_s"] = summary["accepted_tokens"] / wall if wall else 0.0
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {k: _clean(v) for k, v in summary.items()}
+    series = sim.series.to_table()
     if out_dir:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out_dir / "config.yaml").write_text(dump_config(config))
-    return Result(summary, config, out_dir, table)
-
-
-def _measured_span(config: ScenarioConfig, sim_time: float) -> float:
-    """Seconds over which rates are measured: after warm-up, to the end of the run."""
-    end = sim_time if config.simulation.drain else min(sim_time, config.simulation.duration_s)
-    return max(end - config.simulation.warmup_s, 1e-9)
+        pq.write_table(series, out_dir / "timeseries.parquet")
+    return Result(summary, config, out_dir, table, series)
 
 
 def _clean(value: Any) -> Any:

@@ -5,7 +5,8 @@ device), sends them up the link, the target verifies them in a batched forward o
 query tokens, and the verdict (accepted count + one correction/bonus token) comes back
 down; the edge continues from the corrected prefix. Fused: the same rounds with the draft
 model on the target server and no per-round network. Cloud-only: plain decoding with
-continuous batching. Every token reaches the user after the link's one-way delay.
+continuous batching. In fused and cloud-only modes the server streams tokens to the user
+over the same link model, in order. Server steps are in steps.py, KV memory in kv.py.
 """
 
 from __future__ import annotations
@@ -13,16 +14,29 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dsd.metrics import MetricsCollector, RequestTableWriter
+from dsd.metrics import MetricsCollector, RequestTableWriter, TimeSeriesRecorder
 from dsd.policies import ModeState, RequestView, RoundResult, TargetView
 from dsd.policies.features import SessionFeatures
-from dsd.sim.batch_time import fused_draft_s, record_interference, target_batch_s
 from dsd.sim.cluster import Cluster
 from dsd.sim.engine import EventLoop
-from dsd.sim.entities import DECODE, DRAFT, PREFILL, VERIFY, DraftDevice, Request, TargetServer
+from dsd.sim.entities import DECODE, DRAFT, VERIFY, DraftDevice, Request, TargetServer
+from dsd.sim.kv import KvMemory
+from dsd.sim.steps import ServerSteps
+from dsd.sim.window import WindowStats, kv_area_at
 
 
-class Simulator:
+class Simulator(ServerSteps, KvMemory):
+    # Slots: the hot loop reads these attributes millions of times, and a plain instance
+    # dict past 30 keys loses CPython's fast attribute path.
+    __slots__ = (
+        "cluster", "loop", "mode", "net", "devices", "servers", "router", "window_factory",
+        "fixed_gamma", "confidence", "mode_selectors", "ttft_slo_s", "needs_expected",
+        "mode_counts", "max_gamma", "tpot_slo_s", "metrics", "table", "uniform", "session_rng",
+        "arrivals", "in_flight", "peak_in_flight", "arrived", "_area", "_area_t", "admission",
+        "swap", "preemptions", "recomputed_tokens", "swapped_tokens", "rejected_total",
+        "warmup_s", "window", "gamma_sum", "gamma_rounds", "series", "sample_at",
+    )
+
     def __init__(self, cluster: Cluster, table: RequestTableWriter) -> None:
         cfg = cluster.config
         self.cluster = cluster
@@ -55,6 +69,18 @@ class Simulator:
         self.arrived = 0
         self._area = 0.0  # integral of in-flight requests over time, for Little's law
         self._area_t = 0.0
+        self.admission = cluster.admission
+        self.swap = cfg.engine.preemption == "swap"
+        self.preemptions = self.recomputed_tokens = self.swapped_tokens = 0
+        self.rejected_total = 0
+        self.warmup_s = cfg.simulation.warmup_s
+        self.window = WindowStats(self.servers, self.devices)
+        self.gamma_sum = self.gamma_rounds = 0  # gammas chosen, for the time series
+        self.series = TimeSeriesRecorder(len(self.servers), cfg.simulation.duration_s)
+        self.sample_at = self.series.next_t
+        for server in self.servers:  # a full step: the decode cap, or the verify cap
+            server.seq_cap = (server.max_seqs if self.mode == "cloud_only"
+                              else min(server.max_batch, server.max_seqs))
 
     def _count_in_flight(self, delta: int) -> None:
         now = self.loop.now
@@ -98,150 +124,53 @@ class Simulator:
         if len(targets) == 1:
             return targets[0]
         views = [
-            TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.waiting), s.running,
-                       s.queued_tokens, s.max_batch, self.net.link_rtt(dev.device_id, s.server_id),
-                       s.remaining_tokens, s.est_step_s)
+            TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.decode_queue)
+                       + len(s.waiting), s.running, s.queued_tokens, s.max_batch,
+                       self.net.link_rtt(dev.device_id, s.server_id), s.remaining_tokens,
+                       s.est_step_s)
             for i, s in enumerate(targets)
         ]
         choice = self.router.choose(
             RequestView(req.request_id, dev.device_id, req.prompt, req.output), views)
         return targets[choice]
 
-    # ---------------------------------------------------------------- target server
-    def _at_server(self, req: Request) -> None:
-        """The prompt reached the server: admit it if its KV fits, else it waits."""
-        server: TargetServer = req.server  # type: ignore[assignment]
-        need = req.prompt + self.max_gamma + 1
-        if server.waiting or (server.kv_used + need > server.kv_capacity and server.running):
-            server.waiting.append(req)
-            return
-        self._start_session(server, req, need)
-
-    def _start_session(self, server: TargetServer, req: Request, need: int) -> None:
-        server.kv_used += need
-        req.kv_held = need
-        server.running += 1
-        if server.running > server.peak_running:
-            server.peak_running = server.running
-        req.deadline_s = req.arrival + self.ttft_slo_s  # the prefill's deadline is the TTFT SLO
-        self._enqueue(server, req, PREFILL, req.prompt, 0)
-
-    def _enqueue(self, server: TargetServer, req: Request, kind: int, query: int,
-                 context: int) -> None:
-        req.kind = kind
-        req.query_tokens = query
-        req.context_len = context
-        req.arrival_s = self.loop.now
-        if kind == DRAFT:
-            server.draft_queue.append(req)
-        else:
-            server.queue.append(req)
-        server.queued_tokens += query
-        if kind == PREFILL:
-            server.prefills_pending += 1
-        if not server.busy:
-            self._start_batch(server)
-
-    def _wake(self, server: TargetServer) -> None:
-        server.wake_pending = False
-        if not server.busy:
-            self._start_batch(server)
-
-    def _start_batch(self, server: TargetServer) -> None:
-        now = self.loop.now
-        queue, drafts = server.queue, server.draft_queue
-        if drafts and (not queue or drafts[0].arrival_s <= queue[0].arrival_s):
-            batch = drafts[: server.max_batch]
-            del drafts[: len(batch)]
-            duration = fused_draft_s(server.draft_step, batch)
-        elif queue:
-            if (server.max_wait_s and len(queue) < server.max_batch
-                    and now < queue[0].arrival_s + server.max_wait_s):  # same sum as the wake
-                if not server.wake_pending:
-                    server.wake_pending = True
-                    self.loop.at(queue[0].arrival_s + server.max_wait_s, self._wake, server)
-                return
-            batch = server.batcher.select(queue, now)
-            n = len(batch)
-            if queue[:n] == batch:  # the common FIFO case: a prefix
-                del queue[:n]
-            else:
-                chosen = {id(r) for r in batch}
-                server.queue = [r for r in queue if id(r) not in chosen]
-            duration = target_batch_s(server.step, batch)
-            record_interference(self.metrics, server.step, batch, duration)
-            if n > 1 and server.prefills_pending:
-                batch = self._release_prefills_early(server, batch, now, duration)
-        else:
-            return
-        server.busy = True
-        server.batch = batch
-        server.busy_time += duration
-        server.batches += 1
-        server.batched_jobs += len(batch)
-        self.loop.at(now + duration, self._batch_done, server)
-
-    def _release_prefills_early(self, server: TargetServer, batch: list[Request], now: float,
-                                duration: float) -> list[Request]:
-        """A step runs its prefills one by one before the batched verify, and each first
-        token leaves when its own prefill ends (as the runtime's verifier does): schedule
-        those, and return the jobs that finish with the step."""
-        prefills = [r for r in batch if r.kind == PREFILL]
-        if not prefills:
-            return batch
-        done, end = now, now + duration
-        for req in prefills:
-            q = req.query_tokens
-            done += server.step.step_s(1, q, 0, q * (q + 1) // 2)
-            self.loop.at(min(done, end), self._prefill_done, (server, req))
-        return [r for r in batch if r.kind != PREFILL]
-
-    def _prefill_done(self, job: tuple[TargetServer, Request]) -> None:
-        server, req = job
-        server.queued_tokens -= req.query_tokens
-        self._prefilled(server, req)
-
-    def _batch_done(self, server: TargetServer) -> None:
-        batch = server.batch
-        server.batch = []
-        # Stay busy while results fan out, so jobs re-queued by them join one next batch.
-        for req in batch:
-            server.queued_tokens -= req.query_tokens
-            kind = req.kind
+    # ---------------------------------------------------------------- target server jobs
+    def _prefilled(self, server: TargetServer, req: Request) -> None:
+        server.prefills_pending -= 1
+        if req.resume >= 0:  # a recompute after preemption: it also ran the pending job
+            kind, req.resume = req.resume, -1
             if kind == VERIFY:
                 self._verified(server, req)
-            elif kind == DECODE:
-                self._decoded(server, req)
-            elif kind == PREFILL:
-                self._prefilled(server, req)
             else:
-                self._enqueue(server, req, VERIFY, req.gamma + 1, req.prompt + req.generated - 1)
-        server.busy = False
-        self._start_batch(server)
-
-    def _prefilled(self, server: TargetServer, req: Request) -> None:
+                self._decoded(server, req)
+            return
         now = self.loop.now
         req.generated = 1  # the target's prefill yields the first token
         server.remaining_tokens -= 1
-        server.prefills_pending -= 1
         dev = req.device
         mode = req.mode
+        down = self.net.one_way(dev.device_id, server.server_id, 1)
         if mode == "distributed":
-            down = self.net.one_way(dev.device_id, server.server_id, 1)
             req.load = len(server.queue) / server.max_batch
             self.loop.at(now + down, self._first_token_at_edge, req)
             if req.output <= 1:
                 self._end_session(server, req)
             return
-        deliver = now + 0.5 * self.net.link_rtt(dev.device_id, server.server_id)
-        req.first_token_s = req.last_token_s = deliver
+        req.first_token_s = req.last_token_s = now + down
         if req.output <= 1:
             self._end_session(server, req)
-            self.loop.at(deliver, self._finish, req)
+            self.loop.at(req.last_token_s, self._finish, req)
         elif mode == "fused":
             self._fused_round(server, req)
         else:
-            self._enqueue(server, req, DECODE, 1, req.prompt)
+            self._decode_job(server, req)
+
+    def _stream(self, server: TargetServer, req: Request, tokens: int) -> None:
+        """The server sends `tokens` new tokens to the user (fused, cloud-only): one message
+        over the link, delivered in order after the ones before it."""
+        arrive = self.loop.now + self.net.one_way(req.device.device_id, server.server_id, tokens)
+        if arrive > req.last_token_s:
+            req.last_token_s = arrive
 
     def _verified(self, server: TargetServer, req: Request) -> None:
         """Sample the verdict of one verify job; distributed sends it down to the edge."""
@@ -277,7 +206,7 @@ class Simulator:
             return
         req.generated += tokens
         self._observe(req, gamma, accepted, now - req.round_start, 0.0)
-        req.last_token_s = now + 0.5 * self.net.link_rtt(req.device.device_id, server.server_id)
+        self._stream(server, req, tokens)
         if done:
             self.loop.at(req.last_token_s, self._finish, req)
         else:
@@ -286,29 +215,44 @@ class Simulator:
     def _decoded(self, server: TargetServer, req: Request) -> None:
         req.generated += 1
         server.remaining_tokens -= 1
-        server.kv_used += 1
-        req.kv_held += 1
-        req.last_token_s = self.loop.now + 0.5 * self.net.link_rtt(
-            req.device.device_id, server.server_id)
+        self._stream(server, req, 1)
         if req.generated >= req.output:
             self._end_session(server, req)
             self.loop.at(req.last_token_s, self._finish, req)
         else:
-            self._enqueue(server, req, DECODE, 1, req.prompt + req.generated - 1)
+            self._decode_job(server, req)
 
-    def _end_session(self, server: TargetServer, req: Request) -> None:
-        """Free the request's KV and admit waiting requests that now fit."""
-        server.kv_used -= req.kv_held
-        req.kv_held = 0
-        server.running -= 1
-        waiting = server.waiting
-        while waiting:
-            nxt = waiting[0]
-            need = nxt.prompt + self.max_gamma + 1
-            if server.kv_used + need > server.kv_capacity and server.running:
-                break
-            waiting.popleft()
-            self._start_session(server, nxt, need)
+    def _decode_job(self, server: TargetServer, req: Request) -> None:
+        """Queue the next decode step, with KV for its one new token."""
+        if req.preempted or server.kv_used >= server.kv_capacity:
+            if not self._make_room(server, req, DECODE, 1):
+                return
+        server.kv_used += 1
+        req.kv_held += 1
+        if server.kv_used > server.peak_kv:
+            server.peak_kv = server.kv_used
+        self._enqueue(server, req, DECODE, 1, req.prompt + req.generated - 1)
+
+    def _verify_job(self, req: Request) -> None:
+        """The drafted window reached the server: queue its verify, with KV for its
+        gamma + 1 tokens (an event handler in distributed mode)."""
+        server: TargetServer = req.server  # type: ignore[assignment]
+        gamma = req.gamma
+        # The TPOT deadline: the next token must leave by the time that keeps mean TPOT in SLO.
+        req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
+        if self.needs_expected:
+            req.expected_tokens = req.acceptance.expected_tokens(gamma)
+        need = gamma + 1
+        used = server.kv_used + need
+        if used > server.kv_capacity or req.preempted:
+            if not self._make_room(server, req, VERIFY, need):
+                return
+            used = server.kv_used + need
+        server.kv_used = used
+        req.kv_held += need
+        if used > server.peak_kv:
+            server.peak_kv = used
+        self._enqueue(server, req, VERIFY, need, req.prompt + req.generated - 1)
 
     # ---------------------------------------------------------------- speculation rounds
     def _next_gamma(self, req: Request) -> int:
@@ -326,6 +270,8 @@ class Simulator:
             accepted = req.acceptance.accepted(gamma, self.uniform())
             gamma = self.confidence.draft_window(req.window, gamma, accepted)
             req.pre_accepted = accepted if accepted < gamma else gamma
+        self.gamma_sum += gamma
+        self.gamma_rounds += 1
         return gamma
 
     def _observe(self, req: Request, gamma: int, accepted: int, round_s: float,
@@ -374,18 +320,7 @@ class Simulator:
         server: TargetServer = req.server  # type: ignore[assignment]
         up = self.net.one_way(dev.device_id, server.server_id, gamma)
         req.net_s = up
-        self.loop.at(start + draft + up, self._verify_at_server, req)
-
-    def _verify_at_server(self, req: Request) -> None:
-        server: TargetServer = req.server  # type: ignore[assignment]
-        gamma = req.gamma
-        server.kv_used += gamma + 1
-        req.kv_held += gamma + 1
-        # The TPOT deadline: the next token must leave by the time that keeps mean TPOT in SLO.
-        req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
-        if self.needs_expected:
-            req.expected_tokens = req.acceptance.expected_tokens(gamma)
-        self._enqueue(server, req, VERIFY, gamma + 1, req.prompt + req.generated - 1)
+        self.loop.at(start + draft + up, self._verify_job, req)
 
     def _fused_round(self, server: TargetServer, req: Request) -> None:
         gamma = self._next_gamma(req)
@@ -393,29 +328,26 @@ class Simulator:
         req.round_start = self.loop.now
         context = req.prompt + req.generated
         req.draft_s = gamma * server.draft_step.step_s(1, 1, context, context + 1)
-        server.kv_used += gamma + 1
-        req.kv_held += gamma + 1
-        req.deadline_s = req.first_token_s + self.tpot_slo_s * req.generated
-        if self.needs_expected:
-            req.expected_tokens = req.acceptance.expected_tokens(gamma)
-        if gamma:
+        if gamma:  # the draft model's own KV is not the target's: no reservation to draft
             self._enqueue(server, req, DRAFT, gamma, context)
         else:
-            self._enqueue(server, req, VERIFY, 1, context - 1)
+            self._verify_job(req)
 
     # ---------------------------------------------------------------- completion
     def _finish(self, req: Request) -> None:
         self._count_in_flight(-1)
         ttft = req.first_token_s - req.arrival
         e2e = req.last_token_s - req.arrival
-        if req.measured:
-            tpot, met = self.metrics.record_request(
-                ttft, e2e, req.generated, req.rounds, req.drafted, req.accepted)
+        measured = req.measured
+        tpot, met = self.metrics.record_request(
+            ttft, e2e, req.generated, req.rounds, req.drafted, req.accepted, measured,
+            self.loop.now >= self.warmup_s)
+        if measured:
             server: TargetServer = req.server  # type: ignore[assignment]
             self.table.add((
                 req.request_id, req.device.device_id, server.server_id, req.mode, req.arrival,
-                req.prompt, req.generated, ttft * 1e3, tpot * 1e3, e2e * 1e3, req.rounds,
-                req.drafted, req.accepted, met,
+                req.prompt, req.generated, ttft * 1e3, None if tpot != tpot else tpot * 1e3,
+                e2e * 1e3, req.rounds, req.drafted, req.accepted, met,
             ))
         self.arrivals.on_finish(req)
 
@@ -423,26 +355,45 @@ class Simulator:
     def run(self) -> dict[str, Any]:
         sim = self.cluster.config.simulation
         self.arrivals.start()
+        if self.warmup_s > 0:
+            self.loop.at(self.warmup_s, self._warmup_ends)
         self.loop.run(math.inf if sim.drain else sim.duration_s)
+        end = self.loop.now  # drained: the last completion (arrivals stop scheduling at the end)
         self._count_in_flight(0)  # close the in-flight integral at the end time
-        return self.cluster_stats()
+        self._sample(end)
+        return self.cluster_stats(end)
 
-    def cluster_stats(self) -> dict[str, Any]:
-        span = self.loop.now
-        busy = sum(s.busy_time for s in self.servers)
-        batches = sum(s.batches for s in self.servers)
-        jobs = sum(s.batched_jobs for s in self.servers)
-        return {
+    def _warmup_ends(self, _: Any) -> None:
+        self.window.start(self.loop.now)
+
+    def _sample(self, now: float) -> None:
+        """One time-series point for the interval that ends now (on step starts, coarse)."""
+        servers = self.servers
+        self.series.sample(
+            now, [s.batched_jobs for s in servers], [s.batches for s in servers],
+            [len(s.queue) + len(s.decode_queue) + len(s.draft_queue) + len(s.waiting)
+             for s in servers],
+            [kv_area_at(s, now) / max(s.kv_capacity, 1) for s in servers],
+            self.gamma_sum, self.gamma_rounds)
+        self.sample_at = self.series.next_t
+
+    def cluster_stats(self, end: float) -> dict[str, Any]:
+        span = end
+        stats = {
             "sim_time_s": span,
             "events_processed": self.loop.events,
             "requests_arrived": self.arrived,
             "requests_unfinished": self.in_flight,
+            "requests_rejected_total": self.rejected_total,
             "peak_in_flight": self.peak_in_flight,
             "mean_in_flight": self._area / span if span > 0 else 0.0,
             "peak_sessions_per_target": max(s.peak_running for s in self.servers),
-            "target_utilization": busy / (len(self.servers) * span) if span > 0 else 0.0,
-            "mean_batch_size": jobs / batches if batches else 0.0,
-            "draft_utilization": (sum(d.busy_time for d in self.devices)
-                                  / (len(self.devices) * span) if span > 0 else 0.0),
             "fused_request_frac": self.mode_counts["fused"] / max(self.arrived, 1),
+            "preemptions": self.preemptions,
+            "recomputed_tokens": self.recomputed_tokens,
+            "swapped_tokens": self.swapped_tokens,
+            "peak_kv_used": max(s.peak_kv for s in self.servers),
+            "peak_kv_occupancy": max(s.peak_kv / max(s.kv_capacity, 1) for s in self.servers),
         }
+        stats.update(self.window.finish(end))
+        return stats

@@ -1,0 +1,134 @@
+"""Bounded, down-sampled time series of a run: per-server load and the window chosen.
+
+The engine hands in cumulative counters at coarse sample times (it samples when a step
+starts at or after `next_t`, and once at the end); each point keeps the deltas over its
+interval. When `max_points` points are stored, neighbours merge pairwise (counters add)
+and the sampling interval doubles, so memory stays fixed however long the run.
+
+Long-format table (`timeseries.parquet`), one value per interval, stamped with the
+interval's end `t_s`:
+
+- `batch_size` (entity = server id): mean sequences per step started in the interval
+  (0 when the server started none);
+- `queue_len` (server id): requests waiting at the server, for a step or for KV memory, at
+  the sample time (the mean of merged samples);
+- `kv_occupancy` (server id): time-weighted KV in use / KV capacity, 0..1;
+- `gamma` (entity -1): mean window chosen over all sessions' rounds in the interval
+  (no row when no round started).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+SERIES = ("batch_size", "queue_len", "kv_occupancy", "gamma")
+TIMESERIES_SCHEMA = pa.schema([("t_s", pa.float64()), ("series", pa.string()),
+                               ("entity", pa.int64()), ("value", pa.float64())])
+
+
+class TimeSeriesRecorder:
+    def __init__(self, n_entities: int, duration_s: float, max_points: int | None = None) -> None:
+        self.n = n_entities
+        # ~100k stored numbers at most, and 32-512 points.
+        self.max_points = max_points or max(32, min(512, 100_000 // max(1, 4 * n_entities)))
+        self.interval = max(duration_s / (self.max_points // 2), 1e-3)
+        self.next_t = self.interval
+        self._t = 0.0  # end of the last point
+        self._last = np.zeros((3, n_entities))  # cumulative jobs, steps, KV area
+        self._gamma_last = (0, 0)
+        # Per point: end time, length, per-entity deltas (jobs, steps, queue, KV area), and
+        # the gamma sum and count.
+        self.t: list[float] = []
+        self.dt: list[float] = []
+        self.values: list[np.ndarray] = []  # shape (4, n)
+        self.gamma: list[tuple[int, int]] = []
+
+    def sample(self, now: float, jobs: Sequence[int], steps: Sequence[int],
+               queue: Sequence[int], kv_area: Sequence[float], gamma_sum: int,
+               gamma_rounds: int) -> None:
+        """Close the interval ending `now`. `jobs`, `steps`, `kv_area` (KV in use over time
+        / capacity) and the gamma counters are cumulative; `queue` is the current length."""
+        dt = now - self._t
+        if dt <= 0:
+            return
+        cum = np.array((jobs, steps, kv_area), dtype=float)
+        point = np.empty((4, self.n))
+        point[:2] = cum[:2] - self._last[:2]
+        point[2] = queue
+        point[3] = cum[2] - self._last[2]
+        self._last = cum
+        g_sum, g_n = self._gamma_last
+        self.gamma.append((gamma_sum - g_sum, gamma_rounds - g_n))
+        self._gamma_last = (gamma_sum, gamma_rounds)
+        self.t.append(now)
+        self.dt.append(dt)
+        self.values.append(point)
+        self._t = now
+        if len(self.t) >= self.max_points:
+            self._merge()
+        self.next_t = now + self.interval
+
+    def _merge(self) -> None:
+        """Halve the stored points: each pair becomes one point over both intervals."""
+        t, dt, values, gamma = [], [], [], []
+        for i in range(0, len(self.t) - 1, 2):
+            a, b = self.values[i], self.values[i + 1]
+            merged = a + b
+            merged[2] = 0.5 * (a[2] + b[2])  # queue length: a snapshot, so average
+            t.append(self.t[i + 1])
+            dt.append(self.dt[i] + self.dt[i + 1])
+            values.append(merged)
+            gamma.append((self.gamma[i][0] + self.gamma[i + 1][0],
+                          self.gamma[i][1] + self.gamma[i + 1][1]))
+        if len(self.t) % 2:  # an odd last point stays as it is
+            t.append(self.t[-1])
+            dt.append(self.dt[-1])
+            values.append(self.values[-1])
+            gamma.append(self.gamma[-1])
+        self.t, self.dt, self.values, self.gamma = t, dt, values, gamma
+        self.interval *= 2
+
+    def to_table(self) -> pa.Table:
+        if not self.t:
+            return TIMESERIES_SCHEMA.empty_table()
+        n = self.n
+        v = np.stack(self.values)  # (points, 4, n)
+        jobs, steps, queue, area = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
+        batch = np.divide(jobs, steps, out=np.zeros_like(jobs), where=steps > 0)
+        kv = np.clip(area / np.asarray(self.dt)[:, None], 0.0, 1.0)
+        times = np.asarray(self.t)
+        size = len(times) * n
+        g = np.asarray(self.gamma, dtype=float)
+        has = g[:, 1] > 0
+        t_all = np.concatenate([np.repeat(times, n)] * 3 + [times[has]])
+        code = np.concatenate([np.full(size, i) for i in range(3)]
+                              + [np.full(int(has.sum()), 3)])  # index into SERIES
+        entity = np.concatenate([np.tile(np.arange(n, dtype=np.int64), len(times))] * 3
+                                + [np.full(int(has.sum()), -1, dtype=np.int64)])
+        value = np.concatenate([batch.ravel(), queue.ravel(), kv.ravel(),
+                                g[has, 0] / g[has, 1]])
+        rank = np.argsort(np.argsort(SERIES))  # alphabetical order of each series name
+        order = np.lexsort((entity, rank[code], t_all))
+        return pa.table({"t_s": _arrow(t_all[order]), "series": _strings(code[order]),
+                         "entity": _arrow(entity[order]), "value": _arrow(value[order])},
+                        schema=TIMESERIES_SCHEMA)
+
+
+# Arrow arrays straight from numpy buffers: pa.array() would import pandas (~40 MB).
+def _arrow(values: np.ndarray) -> pa.Array:
+    values = np.ascontiguousarray(values)
+    kind = pa.float64() if values.dtype.kind == "f" else pa.int64()
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
+def _strings(codes: np.ndarray) -> pa.Array:
+    words = [name.encode() for name in SERIES]
+    lengths = np.array([len(w) for w in words], dtype=np.int32)[codes]
+    offsets = np.zeros(len(codes) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(words[c] for c in codes.tolist())
+    return pa.Array.from_buffers(pa.string(), len(codes),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
