@@ -20,11 +20,13 @@ from dsd.experiments.paper.claims import (
 )
 from dsd.experiments.paper.runners import simulate_row
 from dsd.experiments.paper.setting import (
+    CAP_NAMES,
+    CAPS,
     DRAFTS,
     dsd_axes,
     dsd_large,
+    set_caps,
     set_drafts,
-    set_max_batch,
     set_think_time,
     with_policies,
 )
@@ -324,7 +326,7 @@ def rtt_axes(quick: bool) -> list[Axis]:
     return [
         think,
         Axis("drafts", "edge drafts", tuple(DRAFTS), set_drafts),
-        Axis("max_batch", "cloud batch cap (jobs)", (16, 32, 64, 256), set_max_batch),
+        Axis("caps", "batch caps: verify jobs / decode seqs", CAPS, set_caps, CAP_NAMES),
     ]
 
 

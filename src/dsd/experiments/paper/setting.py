@@ -16,7 +16,7 @@ from dsd.experiments.paper.claims import Axis
 
 # Unstated by the paper, chosen here (and swept as axes):
 THINK_TIME_S = 18.0  # closed-loop users; ~25 req/s of Default throughput at 600 drafts
-MAX_BATCH = 32  # jobs per verify step
+MAX_BATCH = 32  # jobs per verify step; decode steps take vLLM's 256 sequences (engine)
 
 
 def dsd_large(quick: bool, dataset: str = "gsm8k") -> dict[str, Any]:
@@ -78,8 +78,16 @@ def set_arrival(cfg: dict[str, Any], kind: str) -> None:
         raise ValueError(f"unknown arrival kind {kind!r}")
 
 
-def set_max_batch(cfg: dict[str, Any], cap: int) -> None:
-    cfg["policies"]["batcher"]["max_batch"] = int(cap)
+def set_caps(cfg: dict[str, Any], caps: tuple[int, int]) -> None:
+    """(jobs per verify step, sequences per decode step): the batcher's cap, and the
+    engine's max_num_seqs that caps cloud-only decoding."""
+    verify, decode = caps
+    cfg["policies"]["batcher"]["max_batch"] = int(verify)
+    cfg.setdefault("engine", {})["max_num_seqs"] = int(decode)
+
+
+CAPS = ((32, 256), (16, 16), (32, 32), (64, 64), (256, 256))
+CAP_NAMES = ("32 / 256 (vLLM)", "16 / 16", "32 / 32", "64 / 64", "256 / 256")
 
 
 def set_rtt(cfg: dict[str, Any], rtt: tuple[float, float]) -> None:
@@ -125,7 +133,7 @@ def dsd_axes(quick: bool) -> list[Axis]:
              set_think_time),
         Axis("arrival", "arrival process", ("closed", "poisson", "bursty"), set_arrival,
              ("closed loop", "Poisson", "gamma cv 3")),
-        Axis("max_batch", "verify batch cap (jobs)", (16, 32, 64, 256), set_max_batch),
+        Axis("caps", "batch caps: verify jobs / decode seqs", CAPS, set_caps, CAP_NAMES),
         Axis("rtt_ms", "RTT (ms)", ((5.0, 5.0), (10.0, 30.0), (50.0, 50.0), (5.0, 100.0)),
              set_rtt, ("5", "10-30", "50", "5-100")),
         Axis("alpha", "acceptance per token", (None, 0.6, 0.7, 0.9), set_alpha,

@@ -40,7 +40,11 @@ def wisp_points(base: dict[str, Any], quick: bool) -> list[Point]:
         cfg = copy.deepcopy(base)
         cfg.update(copy.deepcopy(spec))
         batcher = cfg["policies"]["batcher"]
-        batcher["max_batch"] = max(1, round(batcher["max_batch"] * cap_scale))
+        if "max_batch" in batcher:  # the verify batch cap (speculative systems)
+            batcher["max_batch"] = max(1, round(batcher["max_batch"] * cap_scale))
+        if "max_num_seqs" in cfg.get("engine", {}):  # centralized serving's decode cap
+            cfg["engine"]["max_num_seqs"] = max(1, round(cfg["engine"]["max_num_seqs"]
+                                                         * cap_scale))
         cfg["name"] = f"wisp-claims-{system}"
         job = {"scenario": cfg, "tol": 0.1 if quick else 0.03,
                "max_evals": 8 if quick else 20}
