@@ -54,6 +54,9 @@ class Scenario:
     max_batch: int = 32  # verify jobs per batch
     alpha: float | None = None  # per-token acceptance (None: the dataset's default)
     acceptance_spread: float = 0.1  # easy and hard prompts within one dataset
+    # "closed": each device is a user who thinks, then asks again; "bursty": open-loop
+    # gamma arrivals (cv 3) at the closed-loop users' nominal rate, 1 / (think + 5 s)
+    arrival: str = "closed"
 
     @property
     def servers(self) -> int:
@@ -77,9 +80,7 @@ class Scenario:
             "name": self.sid, "seed": self.seed, "mode": "distributed",
             "cluster": {"drafts": drafts, "targets": targets},
             "network": {"rtt_ms": list(self.rtt_ms), "jitter_ms": self.jitter_ms},
-            "workload": {"dataset": self.dataset,
-                         "arrival": {"type": "closed_loop", "concurrency": 1,
-                                     "think_time_s": self.think_s}},
+            "workload": {"dataset": self.dataset, "arrival": self.arrival_spec()},
             "acceptance": {"spread": self.acceptance_spread,
                            **({"alpha": self.alpha} if self.alpha is not None else {})},
             "policies": {"router": "jsq", "batcher": {"name": "fifo",
@@ -88,6 +89,13 @@ class Scenario:
             "slo": {"ttft_ms": self.ttft_slo_ms, "tpot_ms": self.tpot_slo_ms},
             "simulation": {"duration_s": self.duration_s, "warmup_s": self.warmup_s},
         }
+
+    def arrival_spec(self) -> dict[str, Any]:
+        if self.arrival == "closed":
+            return {"type": "closed_loop", "concurrency": 1, "think_time_s": self.think_s}
+        if self.arrival == "bursty":
+            return {"type": "gamma", "rate_per_device": 1.0 / (self.think_s + 5.0), "cv": 3.0}
+        raise ValueError(f"unknown arrival {self.arrival!r} (closed, bursty)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,3 +150,22 @@ def evaluation_scenarios(seed: int = 1, duration_s: float = 300.0,
                 jitter_ms=2.0, think_s=18.0, seed=seed, duration_s=duration_s,
                 warmup_s=warmup_s))
     return out
+
+
+def adaptation_scenarios(seed: int = 1, duration_s: float = 300.0,
+                         warmup_s: float = 30.0) -> list[Scenario]:
+    """Operating points where the best window changes within one run, on the paper-mix
+    cluster (GSM8K, 30 drafts per server, 6 s think: a loaded cloud): links from 1 to 150
+    ms, bursty open-loop arrivals, sessions whose acceptance differs widely, and all
+    three together. Seeds as the evaluation cases (never in training)."""
+    common = dict(dataset="gsm8k", hardware="paper-mix", drafts_per_server=30.0,
+                  think_s=6.0, seed=seed, duration_s=duration_s, warmup_s=warmup_s)
+    return [
+        Scenario(sid="het-rtt", rtt_ms=(1.0, 150.0), jitter_ms=5.0, **common),
+        Scenario(sid="bursty", rtt_ms=(10.0, 30.0), jitter_ms=2.0, arrival="bursty",
+                 **common),
+        Scenario(sid="mixed-acceptance", rtt_ms=(10.0, 30.0), jitter_ms=2.0,
+                 acceptance_spread=0.3, **common),
+        Scenario(sid="all-three", rtt_ms=(1.0, 150.0), jitter_ms=5.0, arrival="bursty",
+                 acceptance_spread=0.3, **common),
+    ]
