@@ -1,14 +1,14 @@
-"""What the public-API HF backend costs against the legacy one (runtime/backend.py).
+"""What batching costs and buys on the HF transformers backend (public API only).
 
-legacy: `ModelRunner.forward_batch`: caches left-padded and stacked into one forward
-   (private `DynamicCache(ddp_cache_data=)` / `layer.keys`), oneDNN-prepacked linears
-   (private `torch.ops.mkldnn` ops).
-padded: `backends.hf.HFBackend` (public API only), one padded forward, plain nn.Linear.
+padded: `backends.hf.HFBackend`, the sessions' verifies in one padded forward.
 sequential: the same backend with `batching="sequential"`: one forward per session.
-All run the same verify step: `batch` sessions with `context` cached tokens each verify
+Both run the same verify step: `batch` sessions with `context` cached tokens each verify
 gamma + 1 = 5 tokens, then crop back. The variants rotate in order every rep; medians and
-the ratios to legacy are printed per (model, batch, context). Models are random (weights do
-not change speed): `tiny` is the test pair's shape, `qwen0.5b` has Qwen2.5-0.5B's shape.
+the ratio sequential / padded are printed per (model, batch, context). Models are random
+(weights do not change speed): `tiny` is the test pair's shape, `qwen0.5b` has
+Qwen2.5-0.5B's shape. (Until the runtime moved onto the engine seam this benchmark also
+timed the legacy backend, which used private transformers and torch internals; its figures
+are in docs/backends.md.)
 
     python benchmarks/hf_backend_cost.py [--models tiny,qwen0.5b] [--batches 1,4,16]
         [--contexts 64,512] [--reps 7] [--threads 1]
@@ -45,21 +45,6 @@ def build(shape: str):
     raise SystemExit(f"unknown model shape {shape!r}")
 
 
-def verify_legacy(legacy, prompts, query, ctx: int):
-    from dsd.runtime.backend import KVState
-
-    kvs = [KVState() for _ in prompts]
-    for p, kv in zip(prompts, kvs, strict=True):
-        legacy.forward(kv, p, keep=1)
-
-    def run():
-        legacy.forward_batch(list(zip(kvs, query, strict=True)))
-        for kv in kvs:
-            kv.crop(ctx)
-
-    return run, lambda: None
-
-
 def verify_public(backend, prompts, query, ctx: int):
     from dsd.runtime.backends.base import Step
 
@@ -94,11 +79,8 @@ def rotated(runs: list, reps: int) -> list[float]:
 
 
 def main() -> int:
-    import copy
-
     import torch
 
-    from dsd.runtime.backend import runner_from_model
     from dsd.runtime.backends.hf import HFBackend
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -110,12 +92,11 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch threads {args.threads}; verify of {QUERY} tokens per session; medians of "
-          f"{args.reps} rotated reps (ms per step; ratio = variant / legacy)")
-    print(f"{'model':9s} {'batch':>5s} {'ctx':>5s} {'legacy':>9s} {'padded':>9s} {'ratio':>6s} "
-          f"{'sequential':>10s} {'ratio':>6s}")
+          f"{args.reps} rotated reps (ms per step; ratio = sequential / padded)")
+    print(f"{'model':9s} {'batch':>5s} {'ctx':>5s} {'padded':>9s} {'sequential':>10s} "
+          f"{'ratio':>6s}")
     for shape in args.models.split(","):
         model = build(shape)
-        legacy = runner_from_model(copy.deepcopy(model), None, "a", prepack=True)
         padded = HFBackend(model, None, "b")
         sequential = HFBackend(model, None, "c", batching="sequential")
         gen = torch.Generator().manual_seed(1)
@@ -126,14 +107,13 @@ def main() -> int:
                            for _ in range(batch)]
                 query = [torch.randint(0, vocab, (QUERY,), generator=gen).tolist()
                          for _ in range(batch)]
-                variants = [verify_legacy(legacy, prompts, query, ctx),
-                            verify_public(padded, prompts, query, ctx),
+                variants = [verify_public(padded, prompts, query, ctx),
                             verify_public(sequential, prompts, query, ctx)]
-                a, b, c = rotated([run for run, _ in variants], args.reps)
+                b, c = rotated([run for run, _ in variants], args.reps)
                 for _, cleanup in variants:
                     cleanup()
-                print(f"{shape:9s} {batch:5d} {ctx:5d} {a * 1e3:9.1f} {b * 1e3:9.1f} "
-                      f"{b / a:6.2f} {c * 1e3:10.1f} {c / a:6.2f}", flush=True)
+                print(f"{shape:9s} {batch:5d} {ctx:5d} {b * 1e3:9.1f} {c * 1e3:10.1f} "
+                      f"{c / b:6.2f}", flush=True)
     return 0
 
 

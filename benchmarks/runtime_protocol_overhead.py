@@ -22,29 +22,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-class _NullCache:
-    def crop(self, n: int) -> None:
-        pass
+def null_backend(vocab: int = 32000):
+    """An engine on the seam with constant logits and no compute."""
+    import torch
 
+    from dsd.runtime.backends import Backend, KVHandle
 
-class NullRunner:
-    """ModelRunner stand-in: constant logits, no compute."""
+    class NullBackend(Backend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.name, self.vocab_size, self.max_context = "null", vocab, 1 << 20
+            self.tokenizer, self.fingerprint, self.eos_ids = None, "null", frozenset()
+            self._logits = torch.zeros(64, vocab)
+            self._logits[:, 7] = 10.0  # argmax 7 everywhere: greedy drafts of 7 are accepted
 
-    def __init__(self, vocab: int = 32000) -> None:
-        import torch
+        def _new_kv(self):
+            return KVHandle(self)
 
-        self.name, self.vocab_size, self.max_context = "null", vocab, 1 << 20
-        self.fingerprint, self.eos_ids, self.pad_id = "null", set(), 0
-        self._logits = torch.zeros(64, vocab)
-        self._logits[:, 7] = 10.0  # argmax 7 everywhere: greedy drafts of 7 are accepted
+        def _forward(self, steps):
+            return [self._logits[: s.n_keep] for s in steps]
 
-    def forward(self, kv, ids, keep=None):
-        kv.cache = kv.cache or _NullCache()
-        kv.length += len(ids)
-        return self._logits[: keep or len(ids)]
+        def _crop(self, kv, n):
+            pass
 
-    def forward_batch(self, items):
-        return [self.forward(kv, ids) for kv, ids in items]
+        def _release(self, kv):
+            pass
+
+    return NullBackend()
 
 
 def pct(xs, q):
@@ -61,7 +65,7 @@ async def run(rounds: int) -> dict:
     from dsd.runtime.speculative import SamplingParams, to_sparse
     from dsd.runtime.verifier import VerifierService, start_verifier_server
 
-    core = VerifierCore(NullRunner(), BATCHERS.create("fifo"))
+    core = VerifierCore(null_backend(), BATCHERS.create("fifo"))
     server, port = await start_verifier_server(VerifierService(core), "127.0.0.1", 0)
     ep = RemoteEndpoint(0, f"127.0.0.1:{port}")
     await ep.connect("null", 0)

@@ -36,7 +36,7 @@ def gsm8k(n: int) -> list[str]:
 
 async def run(args) -> dict:
     from dsd.policies import BATCHERS, ROUTERS, WINDOWS
-    from dsd.runtime.backend import load_backend
+    from dsd.runtime.backends import load_backend
     from dsd.runtime.client import RemoteEndpoint
     from dsd.runtime.edge import EdgeEngine, RequestStats
     from dsd.runtime.fused import cloud_only_engine
@@ -46,8 +46,8 @@ async def run(args) -> dict:
 
     cache = Path(args.cache)
     t0 = time.perf_counter()
-    target = load_backend(cache / "qwen2.5-coder-1.5b", device="cpu")
-    draft = load_backend(cache / "qwen2.5-coder-0.5b", device="cpu")
+    target = load_backend(cache / "qwen2.5-coder-1.5b", "hf", device="cpu")
+    draft = load_backend(cache / "qwen2.5-coder-0.5b", "hf", device="cpu")
     print(f"loaded models in {time.perf_counter() - t0:.0f}s", flush=True)
     tok = target.tokenizer
     prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False,

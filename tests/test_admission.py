@@ -83,5 +83,7 @@ def test_slo_admission_takes_only_requests_that_can_meet_their_ttft(everyone) ->
         ttft = r.requests.column("ttft_ms").to_pylist()
         return sum(t <= 1000 for t in ttft) / len(ttft)
 
-    assert on_time(slo) > 0.95 > on_time(everyone)
-    assert slo.summary["goodput_rps"] > everyone.summary["goodput_rps"]
+    assert on_time(slo) > 0.95
+    # Admitting everyone completes few requests (those that do mostly start on time: the
+    # engine runs prefills first); turning away the ones that cannot meet the SLO serves more.
+    assert slo.summary["goodput_rps"] > 1.2 * everyone.summary["goodput_rps"]

@@ -52,6 +52,25 @@ def test_profile_writes_a_valid_table(profile):
         assert 0 < r["p10_ms"] <= r["latency_ms"] <= r["p90_ms"]
 
 
+def test_profile_runs_on_llama_cpp_for_a_gguf(tiny, tmp_path):
+    """`dsd profile` on a .gguf measures the llama.cpp engine the runtime would serve it
+    with, each context length's caches in an engine of their own."""
+    pytest.importorskip("llama_cpp")
+    from dsd.cli.main import main
+    from dsd.perf.table import read_profile
+    from dsd.runtime.tiny_gguf import write_tiny_gguf_pair
+
+    target, _ = write_tiny_gguf_pair(tmp_path, seed=0)
+    out = tmp_path / "gguf.csv"
+    assert main(["profile", "--model", str(target), "--name", "tiny-target", *GRID,
+                 "--threads", "1", "--out", str(out), "--quiet"]) == 0
+    prof = read_profile(out)
+    assert prof.metadata["engine"] == "llama.cpp" and prof.metadata["llama_cpp_python"]
+    assert {r["op"] for r in prof.rows} == {"prefill", "decode", "verify"}
+    assert len(prof.rows) == 2 * 2 + 2 * 2 * 3
+    assert all(0 < r["latency_ms"] for r in prof.rows)
+
+
 def test_profile_feeds_the_table_predictor(profile, tiny):
     from dsd.calibrate.hfspec import model_spec
     from dsd.catalog import load_catalog
@@ -81,7 +100,7 @@ def test_draft_decode_bursts_are_timed_per_step(tiny):
     """A burst of k decode steps runs k forwards back to back (the cache grows by k) and
     reports time per step; the cache is cropped back before every repeat."""
     from dsd.calibrate.profile import GridSession
-    from dsd.runtime.backend import load_backend
+    from dsd.runtime.backends import load_backend
 
     runner = load_backend(str(tiny / "draft"), device="cpu", name="tiny-draft")
     calls: list[int] = []

@@ -8,6 +8,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("grpc")
 
+from backend_helpers import HAVE_LLAMA, tiny_dir  # noqa: E402
+
+# The tiny models' forwards are a few hundred microseconds: on a 2-core machine shared with
+# other jobs a second torch thread mostly waits at barriers for the OS to run it (a target-
+# only run of 8 x 40 tokens: 6.6 s on 2 threads, 0.43 s on 1), and llama.cpp runs beside.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny():
@@ -21,21 +28,41 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def runners(tiny):
-    from dsd.runtime.backend import runner_from_model
+    """(target, draft) of the tiny pair on the HF transformers backend."""
+    from dsd.runtime.backends.hf import HFBackend
 
     tok, target, draft = tiny
-    return (runner_from_model(target, tok, "tiny-target"),
-            runner_from_model(draft, tok, "tiny-draft"))
+    return (HFBackend(target, tok, "tiny-target"),
+            HFBackend(draft, tok, "tiny-draft"))
 
 
-# Engines the hardening tests run against; they see only the HTTP API and the gRPC protocol,
-# so another backend joins by adding its name here and a branch in `backend_runners`.
-HARDENING_BACKENDS = ["hf"]
+@pytest.fixture(scope="session")
+def llama_runners():
+    """(target, draft) of the same tiny pair as GGUF on llama.cpp (`dsd models tiny
+    --gguf`): f32 KV cache, so its logits match HF transformers to ~1e-5."""
+    if not HAVE_LLAMA:
+        pytest.skip("llama-cpp-python is not installed (pip install 'dsd[llamacpp]')")
+    from dsd.runtime.backends import load_backend
+
+    root = tiny_dir()
+    pair = tuple(load_backend(root / f"{which}.gguf", "llamacpp", n_threads=1,
+                              kv_tokens=65536, max_sessions=256, kv_type="f32",
+                              name=f"tiny-{which}")
+                 for which in ("target", "draft"))
+    yield pair
+    for backend in pair:
+        backend.close()
+
+
+# Engines the hardening tests that exercise the engine (sessions, steps, KV, admission,
+# isolation) run against; the tests of HTTP, TLS and protocol validation alone take `runners`
+# (HF) only, which keeps CI time in check.
+HARDENING_BACKENDS = ["hf", "llamacpp"]
 
 
 @pytest.fixture(scope="session", params=HARDENING_BACKENDS)
-def backend_runners(request, runners):
-    """(target_runner, draft_runner) of the tiny pair on the backend under test."""
+def backend_runners(request):
+    """(target, draft) of the tiny pair on the engine under test."""
     if request.param == "hf":
-        return runners
-    raise NotImplementedError(request.param)
+        return request.getfixturevalue("runners")
+    return request.getfixturevalue("llama_runners")

@@ -66,11 +66,11 @@ NOOPS = [
 ]
 
 
-def test_bad_input_is_a_4xx_in_openai_shape(tiny, backend_runners):
+def test_bad_input_is_a_4xx_in_openai_shape(tiny, runners):
     tok = tiny[0]
 
     async def main():
-        async with edge_stack(backend_runners, tok) as (base, _):
+        async with edge_stack(runners, tok) as (base, _):
             async with httpx.AsyncClient(base_url=base, timeout=60) as c:
                 bad = []
                 for path, body, _, _ in CASES:  # json.dumps escapes lone surrogates (\ud800)
@@ -93,13 +93,13 @@ def test_bad_input_is_a_4xx_in_openai_shape(tiny, backend_runners):
         assert r.status_code == 200, r.text[:300]
 
 
-def test_a_stream_that_fails_ends_with_an_error_event_and_done(tiny, backend_runners):
+def test_a_stream_that_fails_ends_with_an_error_event_and_done(tiny, runners):
     from dsd.runtime.verifier import Fault
 
     tok = tiny[0]
 
     async def main():
-        async with edge_stack(backend_runners, tok, round_timeout_s=2.0) as (base, svc):
+        async with edge_stack(runners, tok, round_timeout_s=2.0) as (base, svc):
             svc.fault = Fault("abort", after=3)  # the only verifier fails mid-stream
             async with httpx.AsyncClient(base_url=base, timeout=60) as c:
                 return await stream_completion(c, {"prompt": "fail later", "max_tokens": 200,

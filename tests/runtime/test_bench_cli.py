@@ -84,3 +84,38 @@ def test_serve_cli_errors_are_one_line(capsys, tmp_path):
     assert cli(["serve", "fused", "--model", str(tmp_path), "--draft-model", str(tmp_path),
                 "--window", "nope"]) == 2
     assert "unknown window policy" in capsys.readouterr().err
+
+
+def test_bench_runtime_sends_the_api_key_from_the_environment(tiny, runners, tmp_path,
+                                                              monkeypatch):
+    from dsd.cli.main import main as cli
+    from dsd.runtime.launch import start_edge_server
+
+    tok = tiny[0]
+    tr, dr = runners
+    ready = threading.Event()
+    box: dict = {}
+
+    async def serve():
+        async with verifier_server(tr) as (_, port):
+            srv = await start_edge_server(make_edge(dr, [port]), tok, "tiny", api_key="s3cret")
+            box.update(port=srv.port, stop=asyncio.Event(), loop=asyncio.get_running_loop())
+            ready.set()
+            await box["stop"].wait()
+            await srv.stop()
+
+    th = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    th.start()
+    assert ready.wait(60)
+    args = ["bench", "runtime", "--url", f"http://127.0.0.1:{box['port']}", "--num", "2",
+            "--max-tokens", "4", "--quiet"]
+    try:
+        monkeypatch.delenv("DSD_API_KEY", raising=False)
+        refused = cli(args + ["--out", str(tmp_path / "none")])
+        monkeypatch.setenv("DSD_API_KEY", "s3cret")
+        served = cli(args + ["--out", str(tmp_path / "ok")])
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        th.join(30)
+    assert refused == 2  # every request got 401: one line, no table
+    assert served == 0 and (tmp_path / "ok" / "requests.parquet").is_file()

@@ -104,14 +104,14 @@ def test_verifier_killed_mid_request(tiny, runners):
 
 def test_tokenizer_mismatch_refused_at_connect(tiny, runners):
     from dsd.errors import DsdError
-    from dsd.runtime.backend import runner_from_model
+    from dsd.runtime.backends.hf import HFBackend
     from dsd.runtime.tiny import build_tokenizer
 
     tok, _, draft = tiny
     tr, _ = runners
     other = build_tokenizer()
     other.add_tokens(["<something-else>"])
-    bad_draft = runner_from_model(draft, other, "bad-draft")
+    bad_draft = HFBackend(draft, other, "bad-draft")
 
     async def main():
         async with verifier_server(tr) as (_, port):

@@ -29,7 +29,7 @@ BOUNDED = settings(max_examples=20, deadline=None, database=None, derandomize=Tr
                    suppress_health_check=list(HealthCheck))
 
 
-def test_schemathesis_finds_no_server_error_or_schema_violation(tiny, backend_runners):
+def test_schemathesis_finds_no_server_error_or_schema_violation(tiny, runners):
     import requests
     from schemathesis import GenerationMode
     from schemathesis.checks import (
@@ -43,7 +43,7 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(tiny, backend_ru
     checks = [not_a_server_error, status_code_conformance, content_type_conformance,
               response_schema_conformance, negative_data_rejection]
     # A small max_tokens limit keeps every generated request cheap (larger ones get a 400).
-    with ServedStack(backend_runners, tiny[0], server_kw={"max_tokens_limit": 8}) as stack:
+    with ServedStack(runners, tiny[0], server_kw={"max_tokens_limit": 8}) as stack:
         spec = requests.get(stack.base + "/openapi.json", timeout=10).json()
         schema = schemathesis.openapi.from_dict(spec)
         session = requests.Session()

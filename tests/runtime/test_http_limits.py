@@ -173,11 +173,11 @@ def test_non_streaming_requests_stop_when_the_client_leaves(tiny, backend_runner
 
 
 @pytest.mark.slow
-def test_3000_slowloris_connections_normal_requests_served_under_1s(tiny, backend_runners):
+def test_3000_slowloris_connections_normal_requests_served_under_1s(tiny, runners):
     _fd_room(3100)
 
     async def main():
-        async with edge_stack(backend_runners, tiny[0]) as (base, _):
+        async with edge_stack(runners, tiny[0]) as (base, _):
             port = int(base.rsplit(":", 1)[1])
             socks = await asyncio.to_thread(slowloris, port, 3000)
             try:

@@ -87,9 +87,9 @@ def test_capacity_refusals_are_retried_not_failures(tiny, backend_runners):
     assert health.status_code == 200 and health.json()["verifiers"][0]["up"]
 
 
-def test_health_follows_the_verifier_and_a_restart_is_used_within_1s(tiny, backend_runners):
+def test_health_follows_the_verifier_and_a_restart_is_used_within_1s(tiny, runners):
     tok = tiny[0]
-    tr, dr = backend_runners
+    tr, dr = runners
     port = _free_port()
 
     async def wait_health(c, code, within_s, running=None):
@@ -131,14 +131,14 @@ def test_health_follows_the_verifier_and_a_restart_is_used_within_1s(tiny, backe
     assert status == 200
 
 
-def test_a_hung_verifier_cools_down_although_its_health_probe_passes(tiny, backend_runners):
+def test_a_hung_verifier_cools_down_although_its_health_probe_passes(tiny, runners):
     """A verifier whose connection is up but whose target stopped answering passes the gRPC
     health probe; after a request timed out on it, it stays out of routing for a while."""
     from dsd.runtime.edge import RequestStats
     from dsd.runtime.verifier import Fault
 
     tok = tiny[0]
-    tr, dr = backend_runners
+    tr, dr = runners
     ids = tok("hang here").input_ids
 
     async def main():
@@ -163,11 +163,11 @@ def test_a_hung_verifier_cools_down_although_its_health_probe_passes(tiny, backe
     assert not up
 
 
-def test_edge_queue_is_bounded_with_429_and_retry_after(tiny, backend_runners):
+def test_edge_queue_is_bounded_with_429_and_retry_after(tiny, runners):
     tok = tiny[0]
 
     async def main():
-        async with edge_stack(backend_runners, tok, max_running=2, max_queue=2) as (base, _):
+        async with edge_stack(runners, tok, max_running=2, max_queue=2) as (base, _):
             return await _streams(base, 8, max_tokens=48)
 
     results = asyncio.run(main())
@@ -179,11 +179,13 @@ def test_edge_queue_is_bounded_with_429_and_retry_after(tiny, backend_runners):
         assert r["error"]["type"] == "rate_limit_error" and "queue" in r["error"]["message"]
 
 
-def test_a_client_that_leaves_the_queue_is_dropped_at_once(tiny, backend_runners):
+def test_a_client_that_leaves_the_queue_is_dropped_at_once(tiny, runners):
     tok = tiny[0]
 
     async def main():
-        async with edge_stack(backend_runners, tok, max_running=1) as (base, _):
+        # 20 ms per round keeps the holder running for seconds, however fast the engine.
+        async with edge_stack(runners, tok, max_running=1,
+                              emulate_rtt_s=0.02) as (base, _):
             async with httpx.AsyncClient(base_url=base, timeout=60) as c:
                 body = {"prompt": "hold the slot", "max_tokens": 400, "ignore_eos": True}
                 holder = asyncio.ensure_future(stream_completion(c, body))
@@ -245,11 +247,11 @@ async def _raw_session(port: int, prompt: list[int]):
     return ch, call
 
 
-def test_idle_sessions_time_out_and_sessions_are_capped_per_peer(tiny, backend_runners):
+def test_idle_sessions_time_out_and_sessions_are_capped_per_peer(tiny, runners):
     import grpc
 
     tok, _, _ = tiny
-    tr, dr = backend_runners
+    tr, dr = runners
 
     async def main():
         kw = {"idle_timeout_s": 0.5, "max_sessions_per_peer": 2}

@@ -30,12 +30,12 @@ PROMPT = [3, 5, 2]
 
 @pytest.fixture(scope="module")
 def small_pair():
-    from dsd.runtime.backend import runner_from_model
+    from dsd.runtime.backends.hf import HFBackend
     from dsd.runtime.tiny import build_pair
 
     target, draft = build_pair(vocab_size=VOCAB, hidden=32, layers=1, seed=4, noise=0.6,
                                logit_scale=12.0)
-    return target, runner_from_model(target, None, "t"), runner_from_model(draft, None, "d")
+    return target, HFBackend(target, None, "t"), HFBackend(draft, None, "d")
 
 
 def exact_joint(target, params):

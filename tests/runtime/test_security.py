@@ -21,12 +21,12 @@ from rt_helpers import edge_stack, make_edge, verifier_server  # noqa: E402
 pytestmark = pytest.mark.runtime
 
 
-def test_api_key_guards_everything_but_health(tiny, backend_runners):
+def test_api_key_guards_everything_but_health(tiny, runners):
     tok = tiny[0]
     good = {"Authorization": "Bearer k3y"}
 
     async def main():
-        async with edge_stack(backend_runners, tok, server_kw={"api_key": "k3y"}) as (base, _):
+        async with edge_stack(runners, tok, server_kw={"api_key": "k3y"}) as (base, _):
             async with httpx.AsyncClient(base_url=base, timeout=30) as c:
                 out = {"health": (await c.get("/health")).status_code}
                 for path in ("/v1/models", "/metrics", "/docs", "/openapi.json"):
@@ -106,7 +106,7 @@ def certs(tmp_path_factory):
     return d
 
 
-def test_tls_mistakes_stop_the_edge_at_start_with_one_line(tiny, backend_runners, certs):
+def test_tls_mistakes_stop_the_edge_at_start_with_one_line(tiny, runners, certs):
     from dsd.errors import DsdError
     from dsd.policies import BATCHERS, ROUTERS, WINDOWS
     from dsd.runtime.client import RemoteEndpoint
@@ -117,7 +117,7 @@ def test_tls_mistakes_stop_the_edge_at_start_with_one_line(tiny, backend_runners
     from dsd.runtime.verifier import VerifierService, start_verifier_server
 
     tok = tiny[0]
-    tr, dr = backend_runners
+    tr, dr = runners
     server_tls = TlsConfig(cert=str(certs / "good.pem"), key=str(certs / "good.key"))
 
     async def start(port, tls):
@@ -155,7 +155,7 @@ def test_tls_mistakes_stop_the_edge_at_start_with_one_line(tiny, backend_runners
     assert all("\n" not in v for v in out.values())
 
 
-def test_an_unreachable_verifier_does_not_stop_the_start(tiny, backend_runners):
+def test_an_unreachable_verifier_does_not_stop_the_start(tiny, runners):
     """Not listening yet is not a mistake: the edge starts and probes it in the background."""
     from dsd.runtime.launch import start_edge_server
 
@@ -164,19 +164,19 @@ def test_an_unreachable_verifier_does_not_stop_the_start(tiny, backend_runners):
         port = s.getsockname()[1]
 
     async def main():
-        srv = await start_edge_server(make_edge(backend_runners[1], [port]), tiny[0], "tiny",
+        srv = await start_edge_server(make_edge(runners[1], [port]), tiny[0], "tiny",
                                       strict_start=True)
         await srv.stop()
 
     asyncio.run(main())
 
 
-def test_a_second_server_on_a_busy_port_fails_at_start_naming_it(backend_runners):
+def test_a_second_server_on_a_busy_port_fails_at_start_naming_it(runners):
     from dsd.errors import DsdError
     from dsd.runtime.metrics import VerifierMetrics
     from dsd.runtime.verifier import start_metrics_server
 
-    tr, _ = backend_runners
+    tr, _ = runners
 
     async def main():
         async with verifier_server(tr) as (_, port):

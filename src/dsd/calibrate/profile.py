@@ -1,11 +1,13 @@
 """Measure a model's forward-step latencies on the local hardware (`dsd profile`).
 
-Every point runs exactly the runtime's code path (`dsd.runtime.backend.ModelRunner`):
-prefill = `forward(kv, prompt, keep=1)` once per sequence (the verifier prefills sessions
-one by one, so a batch-b prefill costs b of them); decode and verify = `forward_batch` over
-b sessions with `context_len` cached tokens each and `query_tokens` new tokens, the padded
-batched step the verifier runs. Caches are cropped back after each repeat, so every repeat
-sees the same shape. Warm-up repeats are dropped; the median, p10 and p90 are kept.
+Every point runs exactly the runtime's code path, the engine seam
+(`dsd.runtime.backends.Backend`, HF transformers or llama.cpp): prefill = ONE
+`forward_batch` of b fresh sessions with `query_tokens` prompt tokens each (logits of the
+last position only, as the verifier's prefill steps); decode and verify = `forward_batch`
+over b sessions with `context_len` cached tokens each and `query_tokens` new tokens, the
+ragged step the verifier runs. Caches are cropped back after each repeat (prefill sessions
+released), so every repeat sees the same shape. Warm-up repeats are dropped; the median,
+p10 and p90 are kept.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class ModelToProfile:
 
 def configure_cpu(threads: int | None = None, cpus: Iterable[int] | None = None) -> None:
     """Pin torch's intra-op threads and this process' CPU affinity. Profiles and the runs
-    they predict must use the same settings: on 2 cores a 1-thread model is ~1.6x slower."""
+    they predict must use the same settings: on 2 cores a 1-thread model is ~1.6x slower.
+    (A llama.cpp model runs on as many threads as the CPUs this process may use.)"""
     import torch
 
     if cpus is not None and hasattr(os, "sched_setaffinity"):
@@ -70,6 +73,7 @@ def environment(device: str) -> dict[str, str]:
         "threads": str(torch.get_num_threads()),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        **_llama_version(),
         "python": platform.python_version(),
         "dsd": dsd.__version__,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -84,6 +88,15 @@ def environment(device: str) -> dict[str, str]:
     return meta
 
 
+def _llama_version() -> dict[str, str]:
+    try:
+        from importlib.metadata import version
+
+        return {"llama_cpp_python": version("llama_cpp_python")}
+    except Exception:  # noqa: BLE001 - not installed
+        return {}
+
+
 class Profiler:
     """Times forward steps of one loaded runner."""
 
@@ -96,7 +109,8 @@ class Profiler:
         self.gen = torch.Generator().manual_seed(seed)
         # Stay clear of special tokens at the top of small vocabularies.
         self.vocab = max(2, runner.vocab_size - 3)
-        self.cuda = runner.device.type == "cuda"
+        device = getattr(runner, "device", None)
+        self.cuda = device is not None and device.type == "cuda"
         self._last_s = 0.0
 
     def _ids(self, n: int) -> list[int]:
@@ -127,15 +141,25 @@ class Profiler:
         return samples
 
     def prefill(self, batch: int, prompt: int) -> list[float]:
-        from dsd.runtime.backend import KVState
+        from dsd.runtime.backends import Step
 
         prompts = [self._ids(prompt) for _ in range(batch)]
+        kvs: list[Any] = []
+
+        def reset() -> None:
+            for kv in kvs:
+                kv.release()
+            kvs[:] = [self.runner.new_kv() for _ in prompts]
 
         def run() -> None:
-            for ids in prompts:
-                self.runner.forward(KVState(), ids, keep=1)
+            self.runner.forward_batch([Step(kv, ids, 1) for kv, ids in zip(kvs, prompts,
+                                                                             strict=True)])
 
-        return self._time(run, lambda: None)
+        try:
+            return self._time(run, reset)
+        finally:
+            for kv in kvs:
+                kv.release()
 
     def step(self, kvs: list[Any], context: int, query: int, burst: int = 1) -> list[float]:
         """One decode/verify step over the given caches (each holding `context` tokens).
@@ -158,9 +182,7 @@ class Profiler:
 
     def caches(self, batch: int, context: int) -> list[Any]:
         """`batch` fresh caches holding `context` random tokens each."""
-        from dsd.runtime.backend import KVState
-
-        kvs = [KVState() for _ in range(batch)]
+        kvs = [self.runner.new_kv() for _ in range(batch)]
         for kv in kvs:
             self.runner.forward(kv, self._ids(context), keep=1)
         return kvs
@@ -168,14 +190,17 @@ class Profiler:
 
 class GridSession:
     """Round-robin passes over a set of points; samples accumulate across passes, so a
-    caller can spread passes over time (sim-vs-real interleaves them with its runs)."""
+    caller can spread passes over time (sim-vs-real interleaves them with its runs).
+
+    The caches of each context length, and the prefills, live in engines of their own
+    (`Backend.isolated`): in llama.cpp's shared KV pool every query attends over all used
+    cells, so caches kept for other points would slow each measured step."""
 
     def __init__(self, runner: Any, name: str, points: Iterable[tuple[str, int, int, int]],
                  decode_burst: int = 1):
         self.name = name
         # A draft model's decode steps come in bursts (its window): time them that way.
         self.decode_burst = decode_burst
-        self.prof = Profiler(runner, warmup=0, repeats=1)
         self.points = list(points)
         limit = runner.max_context
         too_long = [p for p in self.points if p[2] + p[3] > limit]
@@ -184,20 +209,42 @@ class GridSession:
             raise DsdError(f"profile point {op} context={c} query={q} exceeds the model's "
                            f"{limit}-token context; lower --contexts/--prompts")
         need: dict[int, int] = {}
-        for op, b, c, _ in self.points:
+        query: dict[int, int] = {}
+        for op, b, c, q in self.points:
             if op != "prefill":
                 need[c] = max(b, need.get(c, 0))
-        self.caches = {c: self.prof.caches(b, c) for c, b in sorted(need.items())}
+                query[c] = max(q, decode_burst, query.get(c, 0))
+        prefills = [(b, q) for op, b, _, q in self.points if op == "prefill"] or [(1, 1)]
+        pb, pq = max(b for b, _ in prefills), max(q for _, q in prefills)
+        self.engines = [runner]  # those made here are closed by close()
+        self.prof = self._profiler(runner, pb * pq, pb, pq)
+        self.profs: dict[int, Profiler] = {}
+        self.caches: dict[int, list[Any]] = {}
+        for c, b in sorted(need.items()):
+            self.profs[c] = self._profiler(runner, b * (c + query[c]), b, max(c, query[c]))
+            self.caches[c] = self.profs[c].caches(b, c)
         self.samples: dict[tuple[str, int, int, int], list[float]] = {
             p: [] for p in self.points}
+
+    def _profiler(self, runner: Any, tokens: int, sessions: int, longest: int) -> Profiler:
+        engine = runner.isolated(tokens + 64, sessions, max(longest, sessions, 32))
+        if engine is not runner:
+            self.engines.append(engine)
+        return Profiler(engine, warmup=0, repeats=1)
+
+    def close(self) -> None:
+        """Free the engines made for profiling (not the runner given)."""
+        for engine in self.engines[1:]:
+            engine.close()
+        self.engines = self.engines[:1]
 
     def run_pass(self, keep: bool = True) -> None:
         """Time every point once (`keep=False`: a warm-up pass)."""
         for point in self.points:
             op, b, c, q = point
             took = (self.prof.prefill(b, q) if op == "prefill"
-                    else self.prof.step(self.caches[c][:b], c, q,
-                                        self.decode_burst if op == "decode" else 1))
+                    else self.profs[c].step(self.caches[c][:b], c, q,
+                                            self.decode_burst if op == "decode" else 1))
             if keep:
                 self.samples[point] += took
 
@@ -231,6 +278,7 @@ def profile_model(
             progress(f"{name}: pass {rep + 1}/{total} over {len(session.points)} points"
                      + (" (warm-up)" if rep < warmup else ""))
     rows = session.rows(stat)
+    session.close()
     if progress:
         for r in rows:
             progress(f"{name} {r['op']:7s} batch={r['batch_size']:<3d} "
@@ -264,13 +312,56 @@ def _quantile(ordered: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def load_runner(spec: ModelToProfile, device: str, dtype: str = "auto") -> tuple[Any, str]:
-    """Load through the runtime backend; returns (runner, row name)."""
-    from dsd.runtime.backend import load_backend
+def load_runner(spec: ModelToProfile, device: str, dtype: str = "auto",
+                backend: str = "auto", serving: tuple[int, int] = (0, 0)) -> tuple[Any, str]:
+    """Load through the runtime's engine seam; returns (backend, row name). A .gguf file
+    runs on llama.cpp unless `backend="hf"` (then transformers dequantizes it), sized for
+    `serving` = (sessions, KV tokens) when the process also serves beside its profile."""
+    from dsd.runtime.backends import load_backend, resolve_backend
 
-    runner = load_backend(spec.path, gguf_file=spec.gguf_file, device=device, dtype=dtype)
-    name = spec.name or Path(spec.path).expanduser().resolve().name.removesuffix(".gguf")
-    return runner, name
+    path = model_path(spec)
+    kind = resolve_backend(path, backend)
+    if kind == "llamacpp":
+        import torch
+
+        threads = _threads()
+        torch.set_num_threads(1)  # torch only samples; llama.cpp's threads do the work
+        from dsd.runtime.backends.llamacpp import MAX_SEQUENCES
+
+        # Profiling runs in engines of its own (GridSession): this one only serves.
+        runner = load_backend(path, kind, n_threads=threads, name=spec.name,
+                              max_sessions=min(MAX_SEQUENCES, max(1, serving[0])),
+                              kv_tokens=max(512, serving[1]))
+    else:
+        runner = load_backend(path, kind, device=device, dtype=dtype, name=spec.name)
+    return runner, row_name(spec)
+
+
+def model_path(spec: ModelToProfile) -> Path:
+    path = Path(spec.path).expanduser()
+    return path / spec.gguf_file if spec.gguf_file else path
+
+
+def row_name(spec: ModelToProfile) -> str:
+    """The model name a profile's rows are stored under."""
+    return spec.name or model_path(spec).resolve().name.removesuffix(".gguf")
+
+
+def _threads() -> int:
+    """llama.cpp threads: torch's intra-op count (`configure_cpu`), at most the CPUs this
+    process may use."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1 << 10
+    return max(1, min(torch.get_num_threads(), cpus))
+
+
+def backend_dtype(runner: Any) -> str:
+    """The weights' type as the profile metadata records it."""
+    model = getattr(runner, "model", None)
+    if model is not None and hasattr(model, "parameters"):
+        return str(next(model.parameters()).dtype).removeprefix("torch.")
+    return f"gguf ({getattr(runner, 'name', 'llama.cpp')})"
 
 
 def run_profile(
@@ -283,6 +374,7 @@ def run_profile(
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
     stat: str = "median",
+    backend: str = "auto",
 ) -> Path:
     """Profile each model (one after another, so they never share the CPU) into one file."""
     from dsd.perf.table import write_profile
@@ -290,21 +382,26 @@ def run_profile(
     rows: list[dict[str, Any]] = []
     meta: dict[str, str] = {}
     for spec in models:
-        runner, name = load_runner(spec, device, dtype)
-        meta.setdefault("dtype", str(next(runner.model.parameters()).dtype).removeprefix(
-            "torch."))
+        runner, name = load_runner(spec, device, dtype, backend)
+        meta.setdefault("dtype", backend_dtype(runner))
+        meta.setdefault("engine", _engine(runner))
         meta[f"model.{name}"] = str(spec.path) + (f" ({spec.gguf_file})" if spec.gguf_file
                                                    else "")
         rows += profile_model(runner, name, spec.grid or grid, warmup, repeats,
                               progress=progress, stat=stat)
+        runner.close()
         del runner
     meta.update(environment(device if device != "auto" else _auto_device()))
     meta["warmup"] = str(warmup)
     meta["statistic"] = stat
     meta["columns"] = (f"latency_ms = {stat} of `repeats` timed forward steps; p10_ms/p90_ms "
-                       "their 10th/90th percentiles; prefill at batch b = b sequential "
-                       "batch-1 prefills (as the runtime's verifier runs them)")
+                       "their 10th/90th percentiles; prefill at batch b = one ragged step "
+                       "of b prompts (as the runtime's verifier runs them)")
     return write_profile(out, rows, meta)
+
+
+def _engine(runner: Any) -> str:
+    return "llama.cpp" if type(runner).__name__ == "LlamaCppBackend" else "transformers"
 
 
 def _auto_device() -> str:

@@ -82,8 +82,13 @@ class RealHarness:
 
     def __init__(self, pair: PairSpec, grid_target: ProfileGrid, grid_draft: ProfileGrid,
                  warmup: int = 2, max_batch: int = 8,
-                 pin: bool = True, draft_gammas: tuple[int, ...] = (1,)) -> None:
+                 pin: bool = True, draft_gammas: tuple[int, ...] = (1,),
+                 max_sessions: int = 8, session_tokens: int = 512) -> None:
         self.pair = pair
+        # What serving needs beside the profile's caches (llama.cpp sizes its KV up front):
+        # sessions at once and KV tokens per session (prompt + output + gamma + 1).
+        self.max_sessions = max_sessions
+        self.session_tokens = session_tokens
         self.draft_gammas = draft_gammas
         self.grid_target = grid_target
         self.grid_draft = grid_draft
@@ -109,12 +114,12 @@ class RealHarness:
         `passes` profiling passes of each model."""
         import torch
 
-        from dsd.calibrate.profile import GridSession, configure_cpu
-        from dsd.runtime.backend import load_backend
+        from dsd.calibrate.profile import GridSession, ModelToProfile, configure_cpu, load_runner
 
+        serving = (self.max_sessions, self.max_sessions * self.session_tokens)
         cfg = {"model": self.pair.target_dir, "name": self.pair.target_name,
                "cpus": self.verifier_cpus, "threads": 1, "grid": asdict(self.grid_target),
-               "warmup": self.warmup, "max_batch": self.max_batch}
+               "warmup": self.warmup, "max_batch": self.max_batch, "serving": serving}
         cpus = self.verifier_cpus
         # stderr goes to a file: an undrained pipe would block the verifier once full.
         self._stderr = tempfile.TemporaryFile(mode="w+")
@@ -124,7 +129,8 @@ class RealHarness:
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self._saved_threads = torch.get_num_threads()
         configure_cpu(1, self.edge_cpus)
-        self.draft = load_backend(self.pair.draft_dir, device="cpu", name=self.pair.draft_name)
+        self.draft, _ = load_runner(ModelToProfile(self.pair.draft_dir, self.pair.draft_name),
+                                    "cpu", serving=serving)
         line = self._read()
         if not line.startswith("READY"):
             self._stderr.seek(0)

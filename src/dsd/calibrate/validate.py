@@ -10,7 +10,7 @@ from typing import Any
 
 from dsd.calibrate.grid import ProfileGrid
 from dsd.calibrate.hfspec import resolve_model_spec
-from dsd.calibrate.profile import ModelToProfile, load_runner, profile_model
+from dsd.calibrate.profile import ModelToProfile, load_runner, profile_model, row_name
 from dsd.errors import DataError
 
 
@@ -58,6 +58,7 @@ def validate_profile(
     repeats: int = 5,
     catalogs: tuple[str, ...] = (),
     progress: Callable[[str], None] | None = None,
+    backend: str = "auto",
 ) -> list[ValidationPoint]:
     """Measure held-out points for each model and predict them from the profile."""
     import warnings
@@ -71,14 +72,16 @@ def validate_profile(
     gpu_spec = load_catalog(catalogs).gpu(gpu)
     out: list[ValidationPoint] = []
     for spec in models:
-        runner, name = load_runner(spec, device)
+        name = row_name(spec)
         rows = profile.rows_for(name)
         if not rows:
             raise DataError(f"{profile_path} has no rows for model {name!r} "
                             f"(it has: {', '.join(profile.models())}); pass --name")
+        runner, name = load_runner(spec, device, backend=backend)
         points = list(grid_of(rows).held_out())
         measured = profile_model(runner, name, grid_of(rows), warmup, repeats, points,
                                  progress)
+        runner.close()
         del runner
         hw = Deployment(gpu_spec, resolve_model_spec(name, spec.path, catalogs))
         hw_named = Deployment(gpu_spec, _renamed(hw.model, name))

@@ -1,7 +1,9 @@
 """A verifier in its own process for sim-vs-real: pinned to its own CPU, it profiles its
 target model in the same process (same pinning, threads and warm state) it serves from.
 
-    python -m dsd.calibrate.verifier_proc '{"model": DIR, "name": N, "cpus": [1], ...}'
+    python -m dsd.calibrate.verifier_proc '{"model": PATH, "name": N, "cpus": [1], ...}'
+
+PATH is a model directory (HF transformers) or a .gguf file (llama.cpp).
 
 Protocol on stdin/stdout, one line each: the process prints `READY <port>` once serving;
 `profile <passes>` runs that many profiling passes over the grid (only while no request is
@@ -20,15 +22,15 @@ from typing import Any
 
 async def _serve(cfg: dict[str, Any]) -> None:
     from dsd.calibrate.grid import ProfileGrid
-    from dsd.calibrate.profile import GridSession, configure_cpu
+    from dsd.calibrate.profile import GridSession, ModelToProfile, configure_cpu, load_runner
     from dsd.policies import BATCHERS
-    from dsd.runtime.backend import load_backend
     from dsd.runtime.scheduler import VerifierCore
     from dsd.runtime.verifier import VerifierService, start_verifier_server
 
     configure_cpu(cfg.get("threads"), cfg.get("cpus"))
-    runner = load_backend(cfg["model"], device="cpu", name=cfg["name"])
     grid = ProfileGrid(**{k: tuple(v) for k, v in cfg["grid"].items()})
+    runner, _ = load_runner(ModelToProfile(cfg["model"], cfg["name"]), "cpu",
+                            serving=tuple(cfg.get("serving", (8, 4096))))
     session = GridSession(runner, cfg["name"], grid.points())
     for _ in range(cfg.get("warmup", 2)):
         session.run_pass(keep=False)

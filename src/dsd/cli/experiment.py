@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_report_flag(p)
     p.add_argument("--profiles", default=None, metavar="DIR",
                    help="gpu-fidelity: a VIDUR profile folder (default: the shipped subset)")
+    p.add_argument("--models", default=None,
+                   choices=("tiny", "tiny-gguf", "qwen", "qwen-gguf"),
+                   help="sim-vs-real: the model pair and engine (tiny and qwen on HF "
+                        "transformers, *-gguf on llama.cpp; default: qwen when installed "
+                        "and not --quick, else tiny; or $DSD_SIM_VS_REAL_MODELS)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(handler=run)
 
@@ -43,11 +48,11 @@ def run(args: argparse.Namespace) -> int:
         return 0 if args.list else 2
     workers = workers_arg(args.workers) if args.executor == "local" else args.workers
     executor = get_executor(workers, args.executor, args.address)
+    options = {k: v for k, v in (("profiles", args.profiles), ("models", args.models)) if v}
     try:
         result = run_experiment(args.name, quick=args.quick, out=args.out,
                                 executor=executor, seed=args.seed, reuse=args.reuse,
-                                echo=not args.quiet,
-                                options={"profiles": args.profiles} if args.profiles else None)
+                                echo=not args.quiet, options=options or None)
     finally:
         close = getattr(executor, "close", None)
         if close:  # dsd.sweep executors hold a worker pool

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile", help="measure a model's step latencies into a profile table",
         description="Time prefill, single-token decode and verify (gamma+1 query tokens) "
-                    "forward steps of a model through the runtime backend over a grid of "
+                    "forward steps of a model through the runtime's engine (HF transformers "
+                    "or llama.cpp) over a grid of "
                     "batch sizes, context lengths and token counts; writes CSV (or Parquet "
                     "by suffix) with hardware and model metadata. With --validate PROFILE, "
                     "measures points between the grid points instead and prints the table "
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", action="append", default=[],
                    help="catalog name stored per --model (default: the directory name)")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside a --model directory")
+    p.add_argument("--backend", default="auto", choices=["auto", "hf", "llamacpp"],
+                   help="inference engine: auto picks by file type (.gguf -> llama.cpp, a "
+                        "model directory -> HF transformers), as dsd serve")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (cuda when available, else cpu; as dsd serve), cpu or cuda")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on cpu, bf16 on cuda), fp32, "
@@ -40,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="latency_ms column: median (default) or mean of the repeats; mean "
                         "predicts averages such as TPOT on a machine shared with other load")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (match the runtime you will predict)")
+                   help="torch intra-op threads, or llama.cpp threads for a .gguf (match the "
+                        "runtime you will predict)")
     p.add_argument("--cpus", default=None, help="pin to these CPU ids, e.g. 0 or 0,1")
     p.add_argument("--gpu", default=None,
                    help="catalog GPU for the roofline comparison in --validate "
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                        parse_ints(args.gammas, "--gammas"),
                        parse_ints(args.prompts, "--prompts"))
     path = run_profile(models, grid, args.out, args.device, args.dtype, args.warmup,
-                       args.repeats, say, args.stat)
+                       args.repeats, say, args.stat, args.backend)
     if not args.quiet:
         print(f"wrote {path}")
     return 0
@@ -87,7 +92,7 @@ def _validate(args: argparse.Namespace, models, say) -> int:
     device_meta = load_profile(args.validate).metadata.get("device", "cpu")
     gpu = args.gpu or ("cpu" if device_meta == "cpu" else device_meta)
     points = validate_profile(args.validate, models, args.device, gpu, args.warmup,
-                              args.repeats, tuple(args.catalog), say)
+                              args.repeats, tuple(args.catalog), say, args.backend)
     summary = summarize(points)
     if not args.quiet:
         print(f"{'model/op':32s} {'points':>6s} {'table MAPE':>11s} {'roofline MAPE':>14s}")

@@ -15,17 +15,42 @@ def _model_args(p: argparse.ArgumentParser, flag: str, dest: str, gguf_dest: str
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
-    p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA) | fp32 | "
-                   "bf16 | fp16")
-    p.add_argument("--no-prepack", action="store_true",
-                   help="do not replace linears with oneDNN prepacked ones on CPU")
+    p.add_argument("--backend", default="auto", choices=("auto", "hf", "llamacpp"),
+                   help="inference engine: auto picks by file type (.gguf -> llama.cpp, a "
+                        "model directory -> HF transformers)")
+    p.add_argument("--device", default="auto", help="HF: auto | cpu | cuda[:N] (default auto)")
+    p.add_argument("--dtype", default="auto", help="HF: auto (fp32 on CPU, bf16 on CUDA) | "
+                   "fp32 | bf16 | fp16")
+    p.add_argument("--kv-tokens", type=int, default=16384,
+                   help="llama.cpp: KV cells shared by all sessions (default 16384); sessions "
+                        "beyond it wait")
+    p.add_argument("--threads", type=int, default=None,
+                   help="llama.cpp: CPU threads (default: every CPU this process may use)")
+    p.add_argument("--ubatch", default="auto", type=_ubatch,
+                   help="llama.cpp: tokens computed together (default auto: 1 for quantized "
+                        "GGUFs, whose logits otherwise depend on the micro-batch, so output "
+                        "equals plain llama.cpp decoding; the whole batch for float weights)")
     p.add_argument("--log-level", default="info")
     p.add_argument("--plain-logs", action="store_true", help="text logs instead of JSON lines")
 
 
+def _ubatch(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}")
+    return value
+
+
 def _batch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=32, help="max sessions per verify forward")
+    p.add_argument("--prefill-chunk", type=int, default=256,
+                   help="prompt tokens prefilled per step, mixed into the verifies (default "
+                        "256): a long prompt does not stall running sessions")
     p.add_argument("--batcher", default="fifo", help="batcher policy name (dsd.policies.BATCHERS)")
     p.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="wait up to this long to fill a batch (default 0)")
@@ -177,11 +202,30 @@ def _setup(args) -> None:
     setup_logging(args.log_level, json_logs=not args.plain_logs)
 
 
-def _load(args, path, gguf):
-    from dsd.runtime.backend import load_backend
+def _load(args, path, gguf, sessions: int):
+    """Load a model on the engine `--backend` picks; `sessions` sizes llama.cpp's slots."""
+    from pathlib import Path
 
-    return load_backend(path, gguf, device=args.device, dtype=args.dtype,
-                        prepack=not args.no_prepack)
+    from dsd.runtime.backends import load_backend, resolve_backend
+
+    path = Path(path).expanduser() / gguf if gguf else path
+    kind = resolve_backend(path, args.backend)
+    if kind == "llamacpp":
+        from dsd.runtime.backends.llamacpp import MAX_SEQUENCES
+
+        return load_backend(path, kind, kv_tokens=args.kv_tokens, n_threads=args.threads,
+                            max_sessions=max(1, min(sessions, MAX_SEQUENCES)),
+                            n_ubatch=args.ubatch)
+    return load_backend(path, kind, device=args.device, dtype=args.dtype)
+
+
+def _one_torch_thread(*backends) -> None:
+    """Where llama.cpp does all the model work, torch only runs the sampling math: one
+    thread, so that its OpenMP pool does not fight llama.cpp's threads for the cores."""
+    if backends and all(b.__class__.__name__ == "LlamaCppBackend" for b in backends):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def _policy(registry, name, **kw):
@@ -237,7 +281,8 @@ def _verifier(args) -> int:
     if args.metrics_port:
         check_port_free(args.host, args.metrics_port, "--metrics-port")
     batcher = _batcher(args)
-    runner = _load(args, args.model, args.gguf_file)
+    target = _load(args, args.model, args.gguf_file, args.max_sessions)
+    _one_torch_thread(target)
 
     async def main():
         from dsd.runtime.protocol import TlsConfig
@@ -248,8 +293,9 @@ def _verifier(args) -> int:
             start_verifier_server,
         )
 
-        core = VerifierCore(runner, batcher, max_sessions=args.max_sessions,
-                            max_queue=args.max_queue, queue_timeout_s=args.queue_timeout_s)
+        core = VerifierCore(target, batcher, max_sessions=args.max_sessions,
+                            max_queue=args.max_queue, queue_timeout_s=args.queue_timeout_s,
+                            prefill_chunk=args.prefill_chunk)
         service = VerifierService(core, idle_timeout_s=args.session_idle_timeout_s,
                                   max_sessions_per_peer=args.max_sessions_per_peer)
         tls = TlsConfig(args.tls_cert, args.tls_key) if (args.tls_cert or args.tls_key) else None
@@ -258,13 +304,23 @@ def _verifier(args) -> int:
                                        token)
         server, port = await start_verifier_server(service, args.host, args.port,
                                                    token=token, tls=tls)
-        print(f"dsd verifier: {runner.name} on {args.host}:{port} (batcher {args.batcher}, "
-              f"max batch {args.max_batch}, max sessions {args.max_sessions}, metrics "
+        kv = f"{target.kv_capacity} KV tokens" if target.kv_capacity else "KV unbounded"
+        print(f"dsd verifier: {target.name} on {args.host}:{port} ({_engine(target)}, "
+              f"batcher {args.batcher}, max batch {args.max_batch}, max sessions "
+              f"{core.max_sessions}, {kv}, metrics "
               f"{f'{args.host}:{args.metrics_port}' if args.metrics_port else 'off'})",
               flush=True)
         await server.wait_for_termination()
 
     return _run(main())
+
+
+def _engine(backend) -> str:
+    return "llama.cpp" if backend.__class__.__name__ == "LlamaCppBackend" else "HF transformers"
+
+
+def _core_kwargs(args) -> dict:
+    return {"prefill_chunk": args.prefill_chunk, "max_sessions": args.max_running}
 
 
 def _edge_kwargs(args) -> dict:
@@ -311,7 +367,8 @@ def _edge(args) -> int:
     _require_model(args.draft_model)
     token = _secret(args, "--token", "DSD_TOKEN")
     api_key = _edge_checks(args)
-    draft = _load(args, args.draft_model, args.draft_gguf_file)
+    draft = _load(args, args.draft_model, args.draft_gguf_file, args.max_running)
+    _one_torch_thread(draft)
 
     async def main():
         from dsd.runtime.client import RemoteEndpoint
@@ -337,13 +394,11 @@ def _fused(args) -> int:
     _require_model(args.model)
     _require_model(args.draft_model)
     api_key = _edge_checks(args)
-    target = _load(args, args.model, args.gguf_file)
-    draft = _load(args, args.draft_model, args.draft_gguf_file)
-    if draft.fingerprint != target.fingerprint:
-        from dsd.errors import DsdError
-
-        raise DsdError("tokenizer mismatch: the draft and target models must share a tokenizer")
-    engine = fused_engine(draft, target, window, batcher, **_edge_kwargs(args))
+    target = _load(args, args.model, args.gguf_file, args.max_running)
+    draft = _load(args, args.draft_model, args.draft_gguf_file, args.max_running)
+    _one_torch_thread(target, draft)
+    engine = fused_engine(draft, target, window, batcher, _core_kwargs(args),
+                          **_edge_kwargs(args))
     name = args.served_model_name or target.name
     return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context,
                               api_key))
@@ -356,8 +411,9 @@ def _cloud(args) -> int:
     batcher = _batcher(args)
     _require_model(args.model)
     api_key = _edge_checks(args)
-    target = _load(args, args.model, args.gguf_file)
-    engine = cloud_only_engine(target, batcher, **_edge_kwargs(args))
+    target = _load(args, args.model, args.gguf_file, args.max_running)
+    _one_torch_thread(target)
+    engine = cloud_only_engine(target, batcher, _core_kwargs(args), **_edge_kwargs(args))
     name = args.served_model_name or target.name
     return _run(_serve_engine(engine, target.tokenizer, name, args, target.max_context,
                               api_key))

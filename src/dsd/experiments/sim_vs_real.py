@@ -2,8 +2,7 @@
 configurations with the measured profile and the fitted acceptance, and report the
 simulator's error on TTFT, TPOT and throughput.
 
-Steps: (1) pick the model pair (the Qwen2.5-Coder 0.5B/1.5B pair when installed and not
---quick, else tiny random models written into the output folder); (2) start the verifier
+Steps: (1) pick the model pair and engine (`--models`, below); (2) start the verifier
 pinned to one CPU and the edge pinned to the other, each profiling its own model first
 (profile.csv); (3) serve every configuration (emulated RTT x gamma x concurrency, closed
 loop, fixed prompt/output lengths, greedy) and keep the per-request records
@@ -14,8 +13,12 @@ each configuration with `latency: {type: table}` and the fitted acceptance; (6) 
 results.csv, summary.json (mape_ttft, mape_tpot, mape_throughput as fractions) and
 parity.png.
 
-Environment: DSD_SIM_VS_REAL_MODELS=tiny forces the tiny pair; DSD_MODEL_CACHE points at
-the folder holding qwen2.5-coder-0.5b/ and qwen2.5-coder-1.5b/ (default .cache/models).
+Models (`--models`, or the environment variable DSD_SIM_VS_REAL_MODELS): `tiny` (the tiny
+random pair on HF transformers, written into the output folder), `tiny-gguf` (the same pair
+as GGUF on llama.cpp), `qwen` (Qwen2.5-Coder 0.5B/1.5B model directories on HF
+transformers), `qwen-gguf` (their Q4_K_M GGUFs on llama.cpp). Default: `qwen` when
+installed and not --quick, else `tiny`. DSD_MODEL_CACHE points at the folder holding
+qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/ and the GGUFs (default .cache/models).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from dsd.errors import DsdError
 from dsd.experiments.registry import ExperimentContext, ExperimentResult, register_experiment
 
 QWEN = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+QWEN_GGUF = ("qwen2.5-coder-0.5b-q4_k_m.gguf", "qwen2.5-coder-1.5b-q4_k_m.gguf")
+MODEL_CHOICES = ("tiny", "tiny-gguf", "qwen", "qwen-gguf")
 # TPOT and throughput average over many steps, preemptions by other processes included, so
 # the profile's mean (not its median) is the step cost the runs actually paid.
 STAT = "median"
@@ -53,22 +58,41 @@ def _plan(quick: bool, qwen: bool) -> dict[str, Any]:
             "requests": 16, "prompt": 64, "output": 48}
 
 
-def _qwen_dirs() -> tuple[Path, Path] | None:
+def _qwen_paths(gguf: bool) -> tuple[Path, Path] | None:
     roots = [Path(os.environ["DSD_MODEL_CACHE"])] if os.environ.get("DSD_MODEL_CACHE") else []
     roots += [Path.cwd() / ".cache" / "models",
               Path(__file__).resolve().parents[3] / ".cache" / "models"]
     for root in roots:
+        if gguf:
+            draft, target = root / QWEN_GGUF[0], root / QWEN_GGUF[1]
+            if draft.is_file() and target.is_file():
+                return draft, target
+            continue
         draft, target = root / QWEN[0], root / QWEN[1]
         if (draft / "config.json").is_file() and (target / "config.json").is_file():
             return draft, target
     return None
 
 
+def _choice(ctx: ExperimentContext) -> str:
+    choice = ctx.options.get("models") or os.environ.get("DSD_SIM_VS_REAL_MODELS") or ""
+    if choice and choice not in MODEL_CHOICES:
+        raise DsdError(f"sim-vs-real: unknown model choice {choice!r}; choose one of "
+                       f"{', '.join(MODEL_CHOICES)}")
+    if not choice:
+        choice = "tiny" if ctx.quick or _qwen_paths(False) is None else "qwen"
+    return choice
+
+
 def _pair(ctx: ExperimentContext) -> tuple[PairSpec, list[str]]:
     """The model pair and the extra catalog files its names need."""
-    qwen = None if ctx.quick or os.environ.get("DSD_SIM_VS_REAL_MODELS") == "tiny" \
-        else _qwen_dirs()
-    if qwen is not None:
+    choice = _choice(ctx)
+    if choice.startswith("qwen"):
+        qwen = _qwen_paths(choice == "qwen-gguf")
+        if qwen is None:
+            want = ", ".join(QWEN_GGUF if choice == "qwen-gguf" else QWEN)
+            raise DsdError(f"sim-vs-real --models {choice}: {want} not found under "
+                           "$DSD_MODEL_CACHE or .cache/models (scripts/install_qwen_pair.py)")
         return PairSpec(str(qwen[0]), str(qwen[1]), *QWEN), []
     import yaml
 
@@ -81,6 +105,10 @@ def _pair(ctx: ExperimentContext) -> tuple[PairSpec, list[str]]:
         "tiny-draft": catalog_entry(draft_dir, family="tiny"),
         "tiny-target": catalog_entry(target_dir, family="tiny"),
     }}, sort_keys=False))
+    if choice == "tiny-gguf":  # the same weights, run by llama.cpp
+        from dsd.runtime.tiny_gguf import write_tiny_gguf_pair
+
+        target_dir, draft_dir = write_tiny_gguf_pair(ctx.out / "models", seed=ctx.seed)
     return PairSpec(str(draft_dir), str(target_dir), "tiny-draft", "tiny-target"), [
         str(catalog)]
 
@@ -112,7 +140,7 @@ def sim_vs_real(ctx: ExperimentContext) -> ExperimentResult:
 def _measure(ctx: ExperimentContext) -> None:
     """Steps 1-3: run the real runtime over every configuration, profiling both models in
     between; leaves profile.csv, requests_real.jsonl and measured.json in ctx.out."""
-    from dsd.calibrate.profile import environment
+    from dsd.calibrate.profile import backend_dtype, environment
     from dsd.calibrate.realrun import RealHarness
     from dsd.perf.table import write_profile
     from dsd.sweep.progress import SweepProgress
@@ -139,7 +167,9 @@ def _measure(ctx: ExperimentContext) -> None:
                 harness.profile(passes)
             bar.advance(True)
         bar.close()
-        meta.update(threads="1", statistic=STAT, warmup=str(harness.warmup), dtype="float32",
+        meta.update(threads="1", statistic=STAT, warmup=str(harness.warmup),
+                    dtype=backend_dtype(harness.draft),
+                    engine=type(harness.draft).__name__,
                     cpus=f"edge {harness.edge_cpus}, verifier {harness.verifier_cpus}",
                     note="edge and verifier pinned to one CPU each; passes interleaved "
                          "with the runtime runs; draft decode timed per step in bursts of "
@@ -153,6 +183,8 @@ def _measure(ctx: ExperimentContext) -> None:
     (ctx.out / MEASURED).write_text(json.dumps({
         # catalog files the experiment wrote live beside this file: store them relative
         "draft": pair.draft_name, "target": pair.target_name,
+        "engine": type(harness.draft).__name__, "draft_path": pair.draft_dir,
+        "target_path": pair.target_dir,
         "catalogs": [os.path.relpath(c, ctx.out) for c in catalogs],
         "configs": [asdict(c) for c in configs], "loadavg_1m": meta.get("loadavg_1m"),
     }, indent=2) + "\n")

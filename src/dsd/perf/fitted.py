@@ -5,11 +5,10 @@ A40, derived from spec sheets by a documented rule for the others (`validated: f
 
 from __future__ import annotations
 
-from dsd.errors import ConfigError
 from dsd.perf.attention import AttentionModel
-from dsd.perf.base import OPS, BatchShape, Deployment, Op
+from dsd.perf.base import Deployment
+from dsd.perf.bound import BoundPredictor
 from dsd.perf.coefficients import resolve
-from dsd.perf.memory import MIN_KV_TOKENS, check_fits
 from dsd.perf.ops import LayerShape, allreduce_s, allreduces_per_layer, head_s, linear_s
 from dsd.perf.registry import register_predictor
 from dsd.perf.step import ComposedStep, MeasuredAttentionStep, as_float
@@ -43,23 +42,8 @@ def fitted_step(hw: Deployment, linear=None, comm=None, attention=None, *,
 
 
 @register_predictor("fitted")
-class FittedPredictor:
+class FittedPredictor(BoundPredictor):
     """Operator-level model with catalog coefficients (`latency: {type: fitted}`)."""
 
-    def __init__(self, reserve_frac: float = 0.1, min_kv_tokens: int = MIN_KV_TOKENS) -> None:
-        self.reserve_frac = reserve_frac
-        self.min_kv_tokens = min_kv_tokens
-        self._bound: dict[Deployment, ComposedStep] = {}
-
-    def bind(self, hw: Deployment) -> ComposedStep:
-        step = self._bound.get(hw)
-        if step is None:
-            check_fits(hw, self.reserve_frac, self.min_kv_tokens)
-            step = self._bound[hw] = fitted_step(hw)
-        return step
-
-    def predict(self, op: Op, shape: BatchShape, hw: Deployment) -> float:
-        if op not in OPS:
-            raise ConfigError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-        return self.bind(hw).step_s(shape.num_seqs, shape.query_tokens,
-                                    shape.context_tokens, shape.attn_pairs)
+    def _make(self, hw: Deployment) -> ComposedStep:
+        return fitted_step(hw)

@@ -3,9 +3,9 @@ tensor-parallel all-reduces plus a fixed per-step overhead."""
 
 from __future__ import annotations
 
-from dsd.errors import ConfigError
-from dsd.perf.base import OPS, BatchShape, Deployment, Op
-from dsd.perf.memory import MIN_KV_TOKENS, check_fits, kv_capacity_tokens
+from dsd.perf.base import Deployment
+from dsd.perf.bound import BoundPredictor
+from dsd.perf.memory import kv_capacity_tokens
 from dsd.perf.registry import register_predictor
 
 __all__ = ["RooflinePredictor", "RooflineStep", "kv_capacity_tokens"]
@@ -77,26 +77,9 @@ class RooflineStep:
 
 
 @register_predictor("roofline")
-class RooflinePredictor:
+class RooflinePredictor(BoundPredictor):
     """The reference predictor (dsd's default before the operator-level model): needs only
-    catalog specs; sums of the batch only, so a ragged batch costs its mean twin.
+    catalog specs; sums of the batch only, so a ragged batch costs its mean twin."""
 
-    reserve_frac / min_kv_tokens set the fit check made when binding a deployment.
-    """
-
-    def __init__(self, reserve_frac: float = 0.1, min_kv_tokens: int = MIN_KV_TOKENS) -> None:
-        self.reserve_frac = reserve_frac
-        self.min_kv_tokens = min_kv_tokens
-        self._bound: dict[Deployment, RooflineStep] = {}
-
-    def bind(self, hw: Deployment) -> RooflineStep:
-        step = self._bound.get(hw)
-        if step is None:
-            check_fits(hw, self.reserve_frac, self.min_kv_tokens)
-            step = self._bound[hw] = RooflineStep(hw)
-        return step
-
-    def predict(self, op: Op, shape: BatchShape, hw: Deployment) -> float:
-        if op not in OPS:
-            raise ConfigError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-        return self.bind(hw).step_s(*shape.args())
+    def _make(self, hw: Deployment) -> RooflineStep:
+        return RooflineStep(hw)

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from dsd.errors import DataError
-from dsd.perf.base import OPS, BatchShape, Deployment, Op
-from dsd.perf.memory import MIN_KV_TOKENS, check_fits
+from dsd.perf.base import Deployment
+from dsd.perf.bound import BoundPredictor
+from dsd.perf.memory import MIN_KV_TOKENS
 from dsd.perf.registry import register_predictor
 from dsd.perf.roofline import RooflineStep
 
@@ -338,7 +339,7 @@ class TableStep:
 
 
 @register_predictor("table")
-class TablePredictor:
+class TablePredictor(BoundPredictor):
     """Interpolates a measured profile (`latency: {type: table, path: PROFILE}`).
 
     A deployment whose model has no rows in the profile falls back to the roofline with a
@@ -347,17 +348,8 @@ class TablePredictor:
 
     def __init__(self, path: str | Path, reserve_frac: float = 0.1,
                  min_kv_tokens: int = MIN_KV_TOKENS) -> None:
+        super().__init__(reserve_frac, min_kv_tokens)
         self.path = str(path)
-        self.reserve_frac = reserve_frac
-        self.min_kv_tokens = min_kv_tokens
-        self._bound: dict[Deployment, TableStep | RooflineStep] = {}
-
-    def bind(self, hw: Deployment) -> TableStep | RooflineStep:
-        step = self._bound.get(hw)
-        if step is None:
-            check_fits(hw, self.reserve_frac, self.min_kv_tokens)
-            step = self._bound[hw] = self._make(hw)
-        return step
 
     def _make(self, hw: Deployment) -> TableStep | RooflineStep:
         profile = load_profile(self.path)
@@ -379,13 +371,6 @@ class TablePredictor:
             _warn_once(f"latency table {self.path} was measured at tp={tp}, the pool uses "
                        f"tp={hw.tp}")
         return TableStep(hw, rows, self.path)
-
-    def predict(self, op: Op, shape: BatchShape, hw: Deployment) -> float:
-        if op not in OPS:
-            from dsd.errors import ConfigError
-
-            raise ConfigError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-        return self.bind(hw).step_s(*shape.args())
 
 
 _WARNED: set[str] = set()

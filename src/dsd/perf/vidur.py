@@ -16,7 +16,6 @@ model or tensor-parallel degree the folder lacks is an error that lists what it 
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
@@ -24,16 +23,15 @@ import numpy as np
 
 from dsd.errors import ConfigError, DataError
 from dsd.perf.attention import AttentionModel
-from dsd.perf.base import OPS, BatchShape, Deployment, Op
+from dsd.perf.base import Deployment
+from dsd.perf.bound import BoundPredictor
 from dsd.perf.coefficients import resolve
 from dsd.perf.fitted import fitted_step
-from dsd.perf.memory import MIN_KV_TOKENS, check_fits
+from dsd.perf.memory import MIN_KV_TOKENS
 from dsd.perf.ops import allreduces_per_layer
 from dsd.perf.registry import register_predictor
 from dsd.perf.step import ComposedStep
 from dsd.perf.vidur_data import AttentionProfile, MlpProfile, VidurFolder, builtin_profiles
-
-log = logging.getLogger("dsd.perf.vidur")
 
 
 class VidurWarning(RuntimeWarning):
@@ -71,22 +69,13 @@ class MeasuredAttention:
 
 
 @register_predictor("vidur")
-class VidurPredictor:
+class VidurPredictor(BoundPredictor):
     """VIDUR-format measured operator profiles (`latency: {type: vidur, path: DIR}`)."""
 
     def __init__(self, path: str | Path | None = None, reserve_frac: float = 0.1,
                  min_kv_tokens: int = MIN_KV_TOKENS) -> None:
+        super().__init__(reserve_frac, min_kv_tokens)
         self.path = Path(path) if path is not None else builtin_profiles()
-        self.reserve_frac = reserve_frac
-        self.min_kv_tokens = min_kv_tokens
-        self._bound: dict[Deployment, ComposedStep] = {}
-
-    def bind(self, hw: Deployment) -> ComposedStep:
-        step = self._bound.get(hw)
-        if step is None:
-            check_fits(hw, self.reserve_frac, self.min_kv_tokens)
-            step = self._bound[hw] = self._make(hw)
-        return step
 
     def _make(self, hw: Deployment) -> ComposedStep:
         folder = VidurFolder(self.path)
@@ -121,11 +110,6 @@ class VidurPredictor:
                      else MeasuredAttention(measured, model.layers, analytic))
         return fitted_step(hw, linear, comm, attention, validated=True, source=source)
 
-    def predict(self, op: Op, shape: BatchShape, hw: Deployment) -> float:
-        if op not in OPS:
-            raise ConfigError(f"unknown op {op!r} (known: {', '.join(OPS)})")
-        return self.bind(hw).step_s(*shape.args())
-
 
 _WARNED: set[str] = set()
 
@@ -133,5 +117,4 @@ _WARNED: set[str] = set()
 def _warn(msg: str) -> None:
     if msg not in _WARNED:
         _WARNED.add(msg)
-        warnings.warn(msg, VidurWarning, stacklevel=4)
-        log.warning("%s", msg)
+        warnings.warn(msg, VidurWarning, stacklevel=4)  # one line (cli/main formats it)

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 
 from dsd.errors import DsdError
 from dsd.runtime.admission import Overloaded
+from dsd.runtime.detok import Detokenizer
 from dsd.runtime.edge import EdgeEngine, NoVerifierError, RequestStats
 from dsd.runtime.http_guard import RequestGuard
 from dsd.runtime.openai_schema import (
@@ -99,37 +100,6 @@ async def unless_gone(request: Request, awaitable):
     if work.cancelled():
         raise ClientGone
     return work.result()
-
-
-class _Detok:
-    """Incremental detokenizer with stop strings and held-back partial characters."""
-
-    def __init__(self, tokenizer, stops: list[str]) -> None:
-        self.tok = tokenizer
-        self.stops = stops
-        self.ids: list[int] = []
-        self.sent = 0
-        self.text = ""
-        self.stopped = False
-
-    def push(self, ids: list[int], final: bool) -> str:
-        self.ids.extend(ids)
-        self.text = self.tok.decode(self.ids, skip_special_tokens=True)
-        for s in self.stops:
-            cut = self.text.find(s)
-            if cut >= 0:
-                self.text = self.text[:cut]
-                self.stopped = True
-        safe = len(self.text)
-        if not (final or self.stopped):
-            if self.stops:
-                safe -= max(len(s) for s in self.stops) - 1
-            while safe > self.sent and self.text[safe - 1] == "\ufffd":
-                safe -= 1  # an incomplete multi-byte character: wait for its next bytes
-        safe = max(safe, self.sent)
-        delta = self.text[self.sent:safe]
-        self.sent = safe
-        return delta
 
 
 def create_app(
@@ -220,13 +190,16 @@ def create_app(
         params, max_tokens, stops = prep
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         stats = RequestStats(rid, time.perf_counter(), len(ids))
-        detok = _Detok(tokenizer, stops)
+        detok = Detokenizer(tokenizer, stops)
         gen = engine.generate(ids, params, max_tokens, req.ignore_eos, rid, stats)
         obj = "chat.completion" if chat else "text_completion"
 
         def usage():
-            return {"prompt_tokens": len(ids), "completion_tokens": stats.output_tokens,
-                    "total_tokens": len(ids) + stats.output_tokens}
+            # Tokens past the one that completed a stop string are not part of the answer.
+            done = min(detok.tokens, stats.output_tokens) if detok.stopped else \
+                stats.output_tokens
+            return {"prompt_tokens": len(ids), "completion_tokens": done,
+                    "total_tokens": len(ids) + done}
 
         def finish():
             return "stop" if detok.stopped else (stats.finish_reason or "stop")
@@ -236,6 +209,7 @@ def create_app(
                 async for toks in gen:
                     detok.push(toks, final=False)
                     if detok.stopped:
+                        stats.finish_reason = "stop"  # ended by us: not an error
                         break
 
             try:
@@ -296,6 +270,7 @@ def create_app(
                     if delta:
                         yield chunk(delta, None)
                     if detok.stopped:
+                        stats.finish_reason = "stop"  # ended by us: not an error
                         break
                 tail = detok.push([], final=True)
                 if tail:

@@ -86,6 +86,7 @@ class Endpoint:
     ready: bool = False  # handshake done and the last health probe passed
     max_gamma: int = protocol.MAX_GAMMA
     max_context: int = 1 << 30
+    vocab_size: int = 0  # the target's logit width (0: unknown)
     load_at: float = 0.0  # monotonic time of the last load report
     down_until: float = 0.0  # no reconnect before this (monotonic), after a silent failure
 
@@ -118,7 +119,8 @@ class Endpoint:
 
 def _load(report: pb.LoadReport) -> Load:
     return Load(report.queue_depth, report.running, report.outstanding_tokens,
-                max(1, report.capacity), report.batch_occupancy)
+                max(1, report.capacity), report.batch_occupancy, report.remaining_tokens,
+                report.est_step_s)
 
 
 class RemoteEndpoint(Endpoint):
@@ -192,6 +194,7 @@ class RemoteEndpoint(Endpoint):
         self.info = reply
         self.max_gamma = reply.max_gamma or protocol.MAX_GAMMA
         self.max_context = reply.max_context or self.max_context
+        self.vocab_size = reply.vocab_size
         self.record(time.perf_counter() - t0, _load(reply.load))
         self.ready = True
 
@@ -339,7 +342,7 @@ class RemoteSession:
         return reply, time.perf_counter() - t0
 
     async def open(self, prompt_ids, params: SamplingParams, max_new_tokens, fingerprint,
-                   on_sent: Callable[[], None] | None = None) -> Reply:
+                   on_sent: Callable[[], None] | None = None, vocab_size: int = 0) -> Reply:
         """Open the session: send the prompt, return the target's first token. `on_sent` is
         called once the prompt is on the wire (the edge starts its draft prefill then, so
         that on a CPU shared by both the prompt leaves first)."""
@@ -349,7 +352,7 @@ class RemoteSession:
         msg = pb.EdgeMessage(open=pb.Open(
             protocol_version=protocol.PROTOCOL_VERSION, request_id=self.request_id,
             prompt_ids=list(prompt_ids), sampling=sp, max_new_tokens=max_new_tokens,
-            tokenizer_fingerprint=fingerprint))
+            tokenizer_fingerprint=fingerprint, vocab_size=vocab_size))
         reply, elapsed = await self._exchange(msg, on_sent)
         o = reply.opened
         load = _load(o.load)

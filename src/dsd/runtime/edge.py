@@ -25,17 +25,17 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from dsd.errors import DsdError
 from dsd.policies import RequestView, RoundResult, TargetView
 from dsd.policies.features import SessionFeatures
 from dsd.runtime.admission import Admission, Overloaded
-from dsd.runtime.backend import KVState, ModelRunner
+from dsd.runtime.backends import Backend
 from dsd.runtime.client import Endpoint, VerifierBusy, VerifierFailure, VerifierRefused
+from dsd.runtime.drafter import Drafter
 from dsd.runtime.metrics import EdgeMetrics
 from dsd.runtime.request_stats import RequestStats
-from dsd.runtime.speculative import SamplingParams, SparseDist, make_generator, propose
+from dsd.runtime.speculative import SamplingParams
 
 log = logging.getLogger("dsd.runtime.edge")
 
@@ -44,48 +44,22 @@ class NoVerifierError(DsdError):
     """No verifier is left to serve a request."""
 
 
-class _Draft:
-    """Per-request draft state: committed tokens and the draft KV cache over a prefix."""
-
-    def __init__(self, runner: ModelRunner, committed: list[int], params: SamplingParams):
-        self.runner = runner
-        self.kv = KVState()
-        self.committed = committed  # shared list with the engine loop
-        self.params = params
-        self.gen = make_generator(None if params.seed is None else params.seed + 1)
-        self.confidence: float | None = None
-
-    def prefill(self, n: int) -> None:
-        self.runner.forward(self.kv, self.committed[:n], keep=1)
-
-    def draft(self, gamma: int, max_support: int) -> tuple[list[int], list[SparseDist] | None]:
-        tokens: list[int] = []
-        proposals: list[SparseDist] = []
-        if self.kv.length >= len(self.committed):  # always feed at least the last token
-            self.kv.crop(len(self.committed) - 1)
-        feed = self.committed[self.kv.length:]
-        for _ in range(gamma):
-            logits = self.runner.forward(self.kv, feed, keep=1)[-1]
-            tok, q, conf = propose(logits, self.params, self.gen, max_support)
-            tokens.append(tok)
-            if q is not None:
-                proposals.append(q)
-            self.confidence = conf
-            feed = [tok]
-        return tokens, (proposals if not self.params.greedy else None)
-
-    def rollback(self, base: int, accepted: int) -> None:
-        self.kv.crop(min(self.kv.length, base + accepted))
-
-    def discard_uncommitted(self) -> None:
-        """Drop cached draft tokens of a round that never got a verdict."""
-        self.kv.crop(min(self.kv.length, len(self.committed)))
+def target_view(ep: Endpoint) -> TargetView:
+    """The router's view of a verifier: its last load report (the simulator's TargetView
+    fields) and the RTT this edge measured; sessions this edge opened since the report
+    count as running."""
+    load = ep.load
+    return TargetView(target_id=ep.target_id, queue_depth=load.queue_depth,
+                      running=max(load.running, ep.active),
+                      outstanding_tokens=load.outstanding_tokens, capacity=load.capacity,
+                      rtt_s=ep.rtt_ema, remaining_tokens=load.remaining_tokens,
+                      est_step_s=load.est_step_s)
 
 
 class EdgeEngine:
     def __init__(
         self,
-        draft: ModelRunner | None,
+        draft: Backend | None,
         endpoints: list[Endpoint],
         window_factory,
         router,
@@ -120,7 +94,8 @@ class EdgeEngine:
             draft.eos_ids if draft is not None else set())
         self.fingerprint = draft.fingerprint if draft is not None else ""
         self.vocab_size = draft.vocab_size if draft is not None else 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsd-draft")
+        # Every request drafting at the same moment drafts in one batch (drafter.py).
+        self.drafter = Drafter(draft, max_support) if draft is not None else None
         self._ids = itertools.count(1)
         self.recent: list[dict] = []  # finished requests' stats (bounded)
 
@@ -146,20 +121,15 @@ class EdgeEngine:
     async def close(self) -> None:
         for ep in self.endpoints:
             await ep.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        if self.drafter is not None:
+            await self.drafter.stop()
 
     def _choose(self, stats: RequestStats, max_tokens: int, skip: set[int]) -> Endpoint | None:
         """The router's pick among ready verifiers not in `skip`; None if there is none."""
         cands = [ep for ep in self.endpoints if ep.target_id not in skip and ep.ready]
         if not cands:
             return None
-        views = [TargetView(target_id=ep.target_id, queue_depth=ep.load.queue_depth,
-                            running=max(ep.load.running, ep.active),
-                            outstanding_tokens=ep.load.outstanding_tokens,
-                            capacity=ep.load.capacity, rtt_s=ep.rtt_ema) for ep in cands]
+        views = [target_view(ep) for ep in cands]
         req = RequestView(request_id=next(self._ids), device_id=self.device_id,
                           prompt_tokens=stats.prompt_tokens, max_output_tokens=max_tokens)
         chosen = self.router.choose(req, views)
@@ -219,12 +189,19 @@ class EdgeEngine:
                                                stats):
                 yield tokens
             status = "ok"
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer ended the request early: a stop string matched (the API sets
+            # finish_reason "stop" first), or its client left. Neither is an error.
+            if stats.finish_reason != "stop":
+                stats.finish_reason = "cancelled"
+            status = "ok" if stats.finish_reason == "stop" else "cancelled"
+            raise
         finally:
             stats.finish_s = time.perf_counter()
             self.admission.release(stats.finish_s - admitted)
             self.metrics.running.dec()
             self.metrics.requests.labels(status=status).inc()
-            if status == "ok":
+            if status != "error":
                 self.metrics.e2e.observe(stats.e2e_s)
                 if stats.output_tokens > 1:
                     self.metrics.tpot.observe(stats.tpot_s)
@@ -237,7 +214,8 @@ class EdgeEngine:
         deadline_at = stats.arrival_s + self.request_timeout_s
         committed = list(prompt_ids)
         n_prompt = len(prompt_ids)
-        draft = _Draft(self.draft, committed, params) if self.draft is not None else None
+        drafter = self.drafter
+        draft = drafter.session(committed, params) if drafter is not None else None
         controller = self.window_factory()
         features = SessionFeatures()  # the same window features the simulator computes
         failed: set[int] = set()  # verifiers that failed this request
@@ -252,7 +230,7 @@ class EdgeEngine:
             nonlocal draft_task, draft_started
             if not draft_started:
                 draft_started = True
-                draft_task = asyncio.ensure_future(self._run(draft.prefill, n_prompt))
+                draft_task = asyncio.ensure_future(drafter.prefill(draft, n_prompt))
 
         try:
             while True:
@@ -269,8 +247,11 @@ class EdgeEngine:
                 sess = ep.session(stats.request_id, left, min(self.round_timeout_s, left))
                 ep.active += 1
                 try:
+                    if draft is not None and ep.vocab_size:  # the pair's shared vocabulary
+                        draft.vocab_limit = min(draft.vocab_limit, ep.vocab_size)
                     reply = await sess.open(committed, params, max_tokens - out_len,
-                                            self.fingerprint, on_sent=start_draft_prefill)
+                                            self.fingerprint, on_sent=start_draft_prefill,
+                                            vocab_size=self.vocab_size)
                     stats.open_link_s, stats.open_server_s = reply.rtt_s, reply.server_time_s
                     done = self._commit(stats, committed, n_prompt, [reply.token], eos,
                                         max_tokens)
@@ -308,13 +289,12 @@ class EdgeEngine:
                         base = len(committed)
                         tokens, proposals = ([], None)
                         if gamma:
-                            tokens, proposals = await self._run(draft.draft, gamma,
-                                                                self.max_support)
+                            tokens, proposals = await drafter.draft(draft, gamma)
                         rnd += 1
                         reply = await sess.verify(rnd, tokens, proposals)
                         a = min(reply.accepted, gamma)
                         if draft is not None:
-                            draft.rollback(base, a)
+                            drafter.rollback(draft, base, a)
                         elapsed = time.perf_counter() - t0
                         self._record_round(stats, gamma, a, elapsed, reply)
                         features.observe(gamma, a, elapsed, reply.rtt_s)
@@ -331,7 +311,7 @@ class EdgeEngine:
                         if draft_task is not None:
                             await draft_task
                             draft_task = None
-                        draft.discard_uncommitted()
+                        drafter.discard_uncommitted(draft)
                     if isinstance(exc, VerifierBusy):  # capacity: wait and retry, not down
                         log.info("request %s: %s; waiting for room", stats.request_id, exc)
                         busy.add(ep.target_id)
@@ -353,6 +333,8 @@ class EdgeEngine:
         finally:
             if draft_task is not None:
                 draft_task.cancel()
+            if draft is not None:
+                drafter.close(draft)
 
     def _commit(self, stats, committed, n_prompt, new, eos, max_tokens) -> bool:
         """Append accepted tokens; stop at EOS or max_tokens. Returns True when finished."""

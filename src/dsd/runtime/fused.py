@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from dsd.policies import BATCHERS, ROUTERS, WINDOWS
-from dsd.runtime.backend import ModelRunner
+from dsd.runtime.backends import Backend
+from dsd.runtime.backends.compat import VocabMismatch, check_pair
 from dsd.runtime.client import Endpoint, Reply, VerifierBusy, VerifierFailure, VerifierRefused
 from dsd.runtime.edge import EdgeEngine
 from dsd.runtime.scheduler import (
@@ -31,14 +32,19 @@ class LocalEndpoint(Endpoint):
 
     def __init__(self, core: VerifierCore, target_id: int = 0, name: str = "local") -> None:
         super().__init__(target_id=target_id, name=name, ready=True,
-                         max_context=core.runner.max_context)
+                         max_context=core.max_context, vocab_size=core.vocab_size)
         self.core = core
-        self.fingerprint = core.runner.fingerprint
+        self.fingerprint = core.backend.fingerprint
 
     async def connect(self, fingerprint: str, vocab_size: int, edge_id: str = "") -> None:
-        if fingerprint and fingerprint != self.fingerprint:
-            raise VerifierRefused("tokenizer mismatch: the draft and target models must share "
+        if fingerprint and fingerprint != self.fingerprint and not vocab_size:
+            raise VerifierRefused("tokenizer mismatch: the edge and target models must share "
                                   "a tokenizer")
+        if vocab_size:
+            try:
+                check_pair(vocab_size, fingerprint, self.core.vocab_size, self.fingerprint)
+            except VocabMismatch as exc:
+                raise VerifierRefused(f"draft cannot pair with the target: {exc}") from None
         await self.core.start()
         self.ready = True
 
@@ -55,16 +61,20 @@ class LocalSession:
         self.key: int | None = None
 
     async def open(self, prompt_ids, params, max_new_tokens, fingerprint,
-                   on_sent: Callable[[], None] | None = None) -> Reply:
+                   on_sent: Callable[[], None] | None = None, vocab_size: int = 0) -> Reply:
         t0 = time.perf_counter()
         if on_sent is not None:  # nothing to send: the core has the prompt at once
             on_sent()
         try:
-            self.key, first = await self.ep.core.open("local", list(prompt_ids), params)
+            self.key, first = await self.ep.core.open(
+                "local", list(prompt_ids), params, max_new_tokens=max_new_tokens,
+                vocab_limit=vocab_size or None)
         except CapacityError as exc:
             raise VerifierBusy(str(exc)) from None
         except SessionFailed as exc:
             raise VerifierFailure(str(exc), down=False) from None
+        except ContextLimitError as exc:
+            raise VerifierRefused(str(exc)) from None
         return Reply(first, 0, self.ep.core.load(), time.perf_counter() - t0, 0.0)
 
     async def verify(self, rnd, draft, proposals) -> Reply:
@@ -96,20 +106,28 @@ def make_window(name: str = "static", gamma: int | None = None):
 
 
 def fused_engine(
-    draft: ModelRunner,
-    target: ModelRunner,
+    draft: Backend,
+    target: Backend,
     window=None,
     batcher=None,
+    core_kwargs: dict | None = None,
     **engine_kwargs,
 ) -> EdgeEngine:
-    core = VerifierCore(target, batcher or make_batcher())
+    """Draft and target in one process. The pair must pass the vocabulary rule."""
+    try:
+        check_pair(draft.vocab_size, draft.fingerprint, target.vocab_size, target.fingerprint)
+    except VocabMismatch as exc:
+        raise VerifierRefused(f"draft {draft.name} cannot pair with target {target.name}: "
+                              f"{exc}") from None
+    core = VerifierCore(target, batcher or make_batcher(), **(core_kwargs or {}))
     return EdgeEngine(draft, [LocalEndpoint(core, 0, f"local:{target.name}")],
                       window or make_window("static", 4), ROUTERS.create("jsq"),
                       eos_ids=target.eos_ids, **engine_kwargs)
 
 
-def cloud_only_engine(target: ModelRunner, batcher=None, **engine_kwargs) -> EdgeEngine:
-    core = VerifierCore(target, batcher or make_batcher())
+def cloud_only_engine(target: Backend, batcher=None, core_kwargs: dict | None = None,
+                      **engine_kwargs) -> EdgeEngine:
+    core = VerifierCore(target, batcher or make_batcher(), **(core_kwargs or {}))
     return EdgeEngine(None, [LocalEndpoint(core, 0, f"local:{target.name}")],
                       make_window("static", 1), ROUTERS.create("jsq"),
                       eos_ids=target.eos_ids, **engine_kwargs)

@@ -85,7 +85,10 @@ class VerifierMetrics:
         self.errors = Counter("dsd_verifier_errors", "Refused or failed calls", ["code"],
                               registry=r)
         self.sessions_waiting = Gauge("dsd_verifier_sessions_waiting",
-                                      "Sessions queued for a free session slot", registry=r)
+                                      "Sessions queued for a session slot or KV share",
+                                      registry=r)
+        self.kv_reserved = Gauge("dsd_verifier_kv_reserved_tokens",
+                                 "KV tokens reserved by open sessions", registry=r)
         self.capacity_refusals = Counter("dsd_verifier_capacity_refusals",
                                          "Sessions refused: wait queue full or wait too long",
                                          registry=r)

@@ -3,7 +3,7 @@
 `write_tiny_pair(DIR)` writes DIR/target and DIR/draft: two small Llama models that share
 one byte-level tokenizer (any text round-trips). The draft is the target's weights plus
 seeded Gaussian noise, so acceptance is neither 0 nor 1. Both directories load through the
-same code path as real models (`dsd.runtime.backend.load_backend`).
+same code path as real models (`dsd.runtime.backends.load_backend`).
 """
 
 from __future__ import annotations

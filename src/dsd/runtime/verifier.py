@@ -25,7 +25,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from dsd.errors import DsdError
 from dsd.runtime import protocol
-from dsd.runtime.backend import ModelRunner
+from dsd.runtime.backends.compat import VocabMismatch, check_pair
 from dsd.runtime.proto import dsd_pb2 as pb
 from dsd.runtime.scheduler import (
     CapacityError,
@@ -47,6 +47,8 @@ def load_pb(load: Load) -> pb.LoadReport:
         outstanding_tokens=load.outstanding_tokens,
         capacity=load.capacity,
         batch_occupancy=load.batch_occupancy,
+        remaining_tokens=load.remaining_tokens,
+        est_step_s=load.est_step_s,
     )
 
 
@@ -87,7 +89,7 @@ class VerifierService:
     def __init__(self, core: VerifierCore, verifier_id: str | None = None,
                  idle_timeout_s: float = 30.0, max_sessions_per_peer: int | None = None) -> None:
         self.core = core
-        self.runner: ModelRunner = core.runner
+        self.backend = core.backend
         self.verifier_id = verifier_id or uuid.uuid4().hex[:8]
         self.idle_timeout_s = idle_timeout_s
         # Sessions (open or queued) per peer connection; an edge keeps one connection.
@@ -106,32 +108,38 @@ class VerifierService:
                 f"protocol version {request.protocol_version} not supported "
                 f"(verifier speaks {protocol.PROTOCOL_VERSION})",
             )
-        fp = request.tokenizer_fingerprint
-        if fp and fp != self.runner.fingerprint:
-            self.core.metrics.errors.labels(code="tokenizer").inc()
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"tokenizer mismatch: draft tokenizer {request.tokenizer_fingerprint[:12]} != "
-                f"target tokenizer {self.runner.fingerprint[:12]} of {self.runner.name}; "
-                "the draft and target models must share a tokenizer",
-            )
-        if request.vocab_size and request.vocab_size != self.runner.vocab_size:
+        reason = self.pairing_refusal(request.tokenizer_fingerprint, request.vocab_size)
+        if reason:
             self.core.metrics.errors.labels(code="vocab").inc()
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"vocabulary size mismatch: draft {request.vocab_size} != target "
-                f"{self.runner.vocab_size}",
-            )
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
         return pb.HelloReply(
             protocol_version=protocol.PROTOCOL_VERSION,
             verifier_id=self.verifier_id,
-            target_model=self.runner.name,
-            tokenizer_fingerprint=self.runner.fingerprint,
-            vocab_size=self.runner.vocab_size,
+            target_model=self.backend.name,
+            tokenizer_fingerprint=self.backend.fingerprint,
+            vocab_size=self.backend.vocab_size,
             max_gamma=protocol.MAX_GAMMA,
-            max_context=self.runner.max_context,
+            max_context=self.core.max_context,
             load=load_pb(self.core.load()),
         )
+
+    def pairing_refusal(self, fingerprint: str, vocab_size: int) -> str | None:
+        """One line if a draft with this tokenizer and vocabulary cannot speculate for the
+        target (compat.check_vocab_pair: sizes within 128, same token texts), else None."""
+        target = self.backend
+        if not vocab_size:  # an edge without a draft model (cloud-only): tokenizer only
+            if fingerprint and fingerprint != target.fingerprint:
+                return (f"tokenizer mismatch: edge tokenizer {fingerprint[:12]} != target "
+                        f"tokenizer {target.fingerprint[:12]} of {target.name}")
+            return None
+        try:
+            check_pair(vocab_size, fingerprint, target.vocab_size, target.fingerprint)
+        except VocabMismatch as exc:
+            return f"draft cannot pair with target {target.name}: {exc}"
+        return None
+
+    def _open_pairing(self, msg: pb.Open) -> str | None:
+        return self.pairing_refusal(msg.tokenizer_fingerprint, msg.vocab_size)
 
     async def _refuse(self, context, code: grpc.StatusCode, reason: str):
         self.core.metrics.errors.labels(code=code.name.lower()).inc()
@@ -163,6 +171,7 @@ class VerifierService:
         params: SamplingParams | None = None
         peer = context.peer() or "?"
         counted = False
+        vocab = self.backend.vocab_size  # ids at or past it are refused (the pair's shared size)
         messages = aiter(request_iterator)
         try:
             while (msg := await self._next(messages, context)) is not None:
@@ -172,11 +181,14 @@ class VerifierService:
                     if key is not None:
                         await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                                            "session already open")
-                    reason = protocol.check_open(msg.open, self.runner.fingerprint,
-                                                 self.runner.max_context, self.runner.vocab_size)
+                    vocab = min(msg.open.vocab_size or self.backend.vocab_size,
+                                self.backend.vocab_size)
+                    reason = (protocol.check_open(msg.open, self.backend.fingerprint,
+                                                  self.core.max_context, vocab)
+                              or self._open_pairing(msg.open))
                     if reason:
                         code = (grpc.StatusCode.FAILED_PRECONDITION
-                                if "tokenizer" in reason or "protocol" in reason
+                                if any(w in reason for w in ("tokenizer", "protocol", "pair"))
                                 else grpc.StatusCode.INVALID_ARGUMENT)
                         await self._refuse(context, code, reason)
                     if self.per_peer[peer] >= self.max_sessions_per_peer:
@@ -191,7 +203,8 @@ class VerifierService:
                         key, first = await self.core.open(
                             msg.open.request_id, list(msg.open.prompt_ids), params,
                             queue_timeout_s=None if left is None else min(
-                                left, self.core.queue_timeout_s))
+                                left, self.core.queue_timeout_s),
+                            max_new_tokens=msg.open.max_new_tokens, vocab_limit=vocab)
                     except CapacityError as exc:
                         await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                     except SessionFailed as exc:
@@ -207,13 +220,13 @@ class VerifierService:
                         await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
                                            "verify before open")
                     v = msg.verify
-                    reason = protocol.check_verify(v, params.greedy, self.runner.vocab_size)
+                    reason = protocol.check_verify(v, params.greedy, vocab)
                     if reason:
                         await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, reason)
                     await self._maybe_fault(context)
                     proposals = None
                     if not params.greedy:
-                        proposals = proposals_from_pb(v, self.runner.vocab_size)
+                        proposals = proposals_from_pb(v, vocab)
                         if proposals is None:
                             await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
                                                "malformed proposal distribution (ids out of "
@@ -273,7 +286,7 @@ async def start_verifier_server(
     await service.core.start()
     await server.start()
     await service.health.set(protocol.SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    log.info("verifier %s serving %s on %s:%d", service.verifier_id, service.runner.name,
+    log.info("verifier %s serving %s on %s:%d", service.verifier_id, service.backend.name,
              host, bound)
     return server, bound
 

@@ -153,8 +153,8 @@ class TargetServer:
         self.swap_pending_s = 0.0  # swap time the next step pays
         self.batch_end = 0.0
         self.seq_cap = self.max_batch  # sequences a full step holds (occupancy denominator)
-        # The running step started at `step_start` and runs its prefills first, for
-        # `step_prefill_s` (interference of the verifies that wait behind them).
+        # The running step started at `step_start` and spends `step_prefill_s` of its time
+        # on prefill work (interference of the verifies that wait behind it).
         self.step_start = 0.0
         self.step_prefill_s = 0.0
         self.kv_area = 0.0  # integral of kv_used over time, sampled at step boundaries

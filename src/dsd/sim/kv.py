@@ -143,12 +143,8 @@ class KvMemory:
 
     @staticmethod
     def _preemptible(server: TargetServer, s: Request) -> bool:
-        """Sessions in the running step keep their KV: its jobs, and prefills that already
-        handed their first token out early but whose step has not ended."""
-        if s in server.batch:
-            return False
-        return not (s.kind == PREFILL and s.prefilled < s.prefill_total
-                    and s not in server.queue)
+        """Sessions in the running step keep their KV until the step ends."""
+        return s not in server.batch
 
     def _preempt(self, server: TargetServer, victim: Request) -> None:
         server.kv_used -= victim.kv_held

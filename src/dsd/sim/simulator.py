@@ -25,6 +25,15 @@ from dsd.sim.steps import ServerSteps
 from dsd.sim.window import WindowStats, kv_area_at
 
 
+def target_view(index: int, server: TargetServer, rtt_s: float) -> TargetView:
+    """What a router sees of a target: the fields the runtime's verifiers report too
+    (dsd.runtime.edge.target_view builds the same view from a verifier's load report)."""
+    return TargetView(index, len(server.queue) + len(server.draft_queue)
+                      + len(server.decode_queue) + len(server.waiting), server.running,
+                      server.queued_tokens, server.max_batch, rtt_s, server.remaining_tokens,
+                      server.est_step_s)
+
+
 class Simulator(ServerSteps, KvMemory):
     # Slots: the hot loop reads these attributes millions of times, and a plain instance
     # dict past 30 keys loses CPython's fast attribute path.
@@ -123,13 +132,8 @@ class Simulator(ServerSteps, KvMemory):
         targets = dev.targets
         if len(targets) == 1:
             return targets[0]
-        views = [
-            TargetView(i, len(s.queue) + len(s.draft_queue) + len(s.decode_queue)
-                       + len(s.waiting), s.running, s.queued_tokens, s.max_batch,
-                       self.net.link_rtt(dev.device_id, s.server_id), s.remaining_tokens,
-                       s.est_step_s)
-            for i, s in enumerate(targets)
-        ]
+        views = [target_view(i, s, self.net.link_rtt(dev.device_id, s.server_id))
+                 for i, s in enumerate(targets)]
         choice = self.router.choose(
             RequestView(req.request_id, dev.device_id, req.prompt, req.output), views)
         return targets[choice]

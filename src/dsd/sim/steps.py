@@ -37,7 +37,7 @@ class ServerSteps:
         if kind == VERIFY:
             server.queue.append(req)
             if server.step_prefill_s and server.busy and req.measured:
-                # It waits behind what is left of the running step's prefills (run first).
+                # Its wait includes what is left of the running step's prefill share.
                 left = server.step_start + server.step_prefill_s - now
                 if left > 0:
                     self.metrics.interference_s += left
@@ -67,7 +67,6 @@ class ServerSteps:
         server.kv_last = server.kv_used
         queue, drafts, decodes = server.queue, server.draft_queue, server.decode_queue
         prefill_s = 0.0
-        early = False
         if drafts and (not queue or drafts[0].arrival_s <= queue[0].arrival_s):
             batch = drafts[: server.max_batch]
             del drafts[: len(batch)]
@@ -107,7 +106,6 @@ class ServerSteps:
             record_interference(self.metrics, server.step, batch, duration)
             if server.prefills_pending:
                 prefill_s = self._prefill_share(server, batch, duration)
-                early = n > 1
                 if prefill_s:  # the verifies left in the queue wait behind this prefill work
                     self._wait_behind_prefill(server.queue, prefill_s)
         else:
@@ -125,8 +123,9 @@ class ServerSteps:
             server.step_prefill_s = prefill_s
         elif server.step_prefill_s:
             server.step_prefill_s = 0.0
-        if early:
-            batch = self._release_prefills_early(server, batch, now, duration)
+        # One forward for the whole step, prefills included (a GPU engine's mixed step, and the
+        # runtime verifier's one ragged batch): every job, a prefill's first token too, ends
+        # with the step.
         server.batch = batch
         self.loop.at(end, self._batch_done, server)
 
@@ -177,28 +176,6 @@ class ServerSteps:
             else:
                 break
         return fitted
-
-    def _release_prefills_early(self, server: TargetServer, batch: list[Request], now: float,
-                                duration: float) -> list[Request]:
-        """A step runs its prefills one by one before the batched verify, and each first
-        token leaves when its own prefill ends (as the runtime's verifier does): schedule
-        those, and return the jobs that finish with the step."""
-        done, end = now, now + duration
-        rest = []
-        for req in batch:
-            if req.kind != PREFILL or req.prefilled + req.query_tokens < req.prefill_total:
-                rest.append(req)  # not a prefill, or a chunk with more to come
-                continue
-            q, c = req.query_tokens, req.context_len
-            done += server.step.step_s(1, q, c, q * c + q * (q + 1) // 2)
-            self.loop.at(min(done, end), self._prefill_done, (server, req))
-        return rest
-
-    def _prefill_done(self, job: tuple[TargetServer, Request]) -> None:
-        server, req = job
-        server.queued_tokens -= req.query_tokens
-        req.prefilled = req.prefill_total
-        self._prefilled(server, req)
 
     def _batch_done(self, server: TargetServer) -> None:
         # Stay busy while results fan out, so jobs re-queued by them join one next step;

@@ -101,8 +101,13 @@ class Step:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A stable digest of the vocabulary and special tokens; equal iff tokenizers agree."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    """A stable digest of the vocabulary and special tokens; equal iff tokenizers agree.
+
+    Padding rows of the embedding table that a GGUF conversion names `[PAD<id>]` are not
+    tokens and are left out: checkpoints of one family padded to different sizes (Qwen2.5
+    0.5B and 7B) then share a fingerprint, and the vocabulary rule (compat.py) pairs them."""
+    vocab = sorted(((text, i) for text, i in tokenizer.get_vocab().items()
+                    if text != f"[PAD{i}]"), key=lambda kv: kv[1])
     payload = json.dumps(
         {"vocab": vocab, "eos": tokenizer.eos_token_id, "bos": tokenizer.bos_token_id},
         ensure_ascii=False,
@@ -201,6 +206,12 @@ class Backend(ABC):
             is_last = start + size >= len(tokens)
             last = self.forward(kv, part, keep=1 if is_last else 0)
         return last[-1]
+
+    def isolated(self, kv_tokens: int, max_sessions: int, n_batch: int = 512) -> Backend:
+        """An engine for the same model whose KV cannot slow this one's steps (or be slowed
+        by them): profiling measures a step with only its own caches present. Engines whose
+        sessions never share attention (HF: one cache per session) return themselves."""
+        return self
 
     def close(self) -> None:  # noqa: B027 - engines without native resources need nothing
         """Free the engine (models, contexts). Handles must not be used afterwards."""

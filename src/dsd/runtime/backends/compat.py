@@ -52,11 +52,24 @@ def check_vocab_pair(draft: VocabView, target: VocabView) -> int:
             raise VocabMismatch(f"special token {what} differs: draft {a}, target {b}")
     if draft.texts is None or target.texts is None:
         raise VocabMismatch(
-            f"tokenizers differ (fingerprint {draft.fingerprint[:12] or '?'} vs "
-            f"{target.fingerprint[:12] or '?'}) and no token texts were given to compare")
+            f"tokenizer mismatch: tokenizers differ (fingerprint {draft.fingerprint[:12] or '?'}"
+            f" vs {target.fingerprint[:12] or '?'}) and no token texts were given to compare; "
+            "the draft and target models must share a tokenizer")
     n = min(len(draft.texts), len(target.texts), shared)
     for i in range(n):
         if draft.texts[i] != target.texts[i]:
             raise VocabMismatch(
                 f"token {i} differs: draft {draft.texts[i]!r}, target {target.texts[i]!r}")
     return shared
+
+
+def check_pair(draft_size: int, draft_fingerprint: str, target_size: int,
+               target_fingerprint: str) -> int:
+    """The rule for two models known by logit width and tokenizer fingerprint, as the
+    runtime's handshake knows them. A fingerprint that is unknown ("", a model without a
+    tokenizer) leaves the sizes to decide."""
+    if not (draft_fingerprint and target_fingerprint):
+        draft_fingerprint = target_fingerprint = (draft_fingerprint or target_fingerprint
+                                                  or "unknown")
+    return check_vocab_pair(VocabView(draft_size, draft_fingerprint),
+                            VocabView(target_size, target_fingerprint))

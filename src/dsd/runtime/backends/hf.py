@@ -16,7 +16,8 @@ each session then gets a new cache of its own rows (`Cache.update` again). That 
 session's KV twice per step, which is what the llama.cpp backend avoids; but one weight pass
 for the batch instead of one per session is worth it on CPU (docs/backends.md has the
 figures). `batching="sequential"` runs one forward per session: no padding, no copies.
-Empty sessions (prefills) always run on their own.
+Empty sessions (prefills) and steps longer than a verify (prefill chunks) always run on
+their own: padding the others to them would multiply the batch's work.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 import torch
 
 from dsd.runtime.backends.base import Backend, BackendError, KVHandle, Step, tokenizer_fingerprint
+
+PADDED_MAX_TOKENS = 33  # the longest step that joins the padded batch (gamma 32 + 1)
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -75,7 +78,10 @@ class HFBackend(Backend):
     @torch.inference_mode()
     def _forward(self, steps: list[Step]) -> list[torch.Tensor]:
         out: dict[int, torch.Tensor] = {}
-        cached = [i for i, s in enumerate(steps) if s.kv.length > 0]
+        # Pad together only short steps (verifies): a prefill chunk would pad every row of
+        # the batch to its length, and every cache to the longest one.
+        cached = [i for i, s in enumerate(steps)
+                  if s.kv.length > 0 and len(s.tokens) <= PADDED_MAX_TOKENS]
         if self.batching == "padded" and len(cached) > 1:
             rows = self._padded([steps[i] for i in cached])  # touches no cache if it fails
             out.update(zip(cached, rows, strict=True))

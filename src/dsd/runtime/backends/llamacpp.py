@@ -19,6 +19,18 @@ cache, so the same tokens' logits move by ~1e-3 between batch compositions (test
 1e-5 without it). That is enough to flip a greedy near-tie, i.e. to break token-for-token
 equality with target-only decoding. The f16 KV cache rounds each cell once, the same in
 every batch, so it stays the default (`kv_type="f32"` matches HF transformers to ~1e-5).
+
+Micro-batches: llama.cpp computes a batch in micro-batches of `n_ubatch` tokens, and on
+quantized weights its CPU kernels give a token's logits that depend on how many tokens
+its micro-batch holds (Qwen2.5-Coder-1.5B Q4_K_M: up to ~0.6 apart between one token alone
+and the same token beside others; f32 weights: ~1e-5; a known llama.cpp property, issue
+4479). Verifying a draft in one micro-batch is then lossless with respect to those
+batched logits, but its greedy output can differ from plain one-token-at-a-time decoding
+where two tokens nearly tie. `n_ubatch=1` computes every token alone: logits and greedy
+output equal plain decoding bit for bit, for the price of one weight pass per token (on
+one CPU core no price: there a pass over k tokens costs about k passes anyway, the
+kernels being compute-bound). `n_ubatch="auto"` (the default) is 1 for quantized GGUFs
+and the whole batch for f32/f16/bf16 weights, whose batched logits agree to ~1e-5.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ from dsd.runtime.backends.base import (
 log = logging.getLogger("dsd.runtime.backends.llamacpp")
 
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
+FLOAT_FILE_TYPES = {0, 1, 32, None}  # general.file_type: ALL_F32, MOSTLY_F16, MOSTLY_BF16
 KV_TYPES = {"f16": 1, "f32": 0}  # ggml_type of the KV cache (GGML_TYPE_F16, GGML_TYPE_F32)
 _LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level WARN, ERROR
 
@@ -141,6 +154,8 @@ class LlamaCppBackend(Backend):
         flash_attn: bool | None = False,
         kv_unified: bool = True,
         name: str | None = None,
+        repack: bool = True,
+        n_ubatch: int | str = "auto",
     ) -> None:
         super().__init__()
         lib = _lib()
@@ -153,6 +168,7 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"kv_type must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
         mparams = lib.llama_model_default_params()
         mparams.n_gpu_layers = 0
+        mparams.use_extra_bufts = repack
         model = lib.llama_model_load_from_file(str(path).encode(), mparams)
         if not model:
             raise BackendError(f"llama.cpp cannot load {path} (not a valid GGUF model?)")
@@ -161,7 +177,12 @@ class LlamaCppBackend(Backend):
         cparams.n_ctx = kv_tokens
         n_batch = max(n_batch, max_sessions)  # llama.cpp sizes outputs for a token per sequence
         cparams.n_batch = n_batch
-        cparams.n_ubatch = n_batch
+        if n_ubatch == "auto":  # exact on quantized weights (module docstring)
+            n_ubatch = 1 if _file_type(lib, model) not in FLOAT_FILE_TYPES else n_batch
+        if not isinstance(n_ubatch, int) or n_ubatch < 1:
+            lib.llama_model_free(model)
+            raise BackendError(f"n_ubatch must be 'auto' or a positive integer, got {n_ubatch!r}")
+        cparams.n_ubatch = min(n_batch, n_ubatch)
         cparams.n_seq_max = max_sessions
         cparams.n_outputs_max_per_seq = 0  # a verify wants gamma + 1 rows of one sequence
         cparams.type_k = cparams.type_v = KV_TYPES[kv_type]
@@ -194,6 +215,9 @@ class LlamaCppBackend(Backend):
         self.n_threads = threads
         self.fingerprint = tokenizer_fingerprint(self.tokenizer)
         self.eos_ids = frozenset(self.tokenizer.eog_ids())
+        self.n_ubatch = int(lib.llama_n_ubatch(ctx))
+        self._options = {"kv_type": kv_type, "flash_attn": flash_attn, "kv_unified": kv_unified,
+                         "repack": repack, "n_ubatch": n_ubatch}
         self._free_seqs = list(range(max_sessions - 1, -1, -1))
         self._batch = _Batch(lib, self.n_batch)
 
@@ -214,6 +238,14 @@ class LlamaCppBackend(Backend):
         if self._own.ctx is not None:  # after close() the whole context is gone already
             self._lib.llama_memory_seq_rm(self._mem, kv.seq_id, -1, -1)  # never fails
         self._free_seqs.append(kv.seq_id)
+
+    def isolated(self, kv_tokens: int, max_sessions: int, n_batch: int = 512) -> LlamaCppBackend:
+        """A second context on the same GGUF (llama.cpp maps the file: the weights' pages
+        are shared). Its own KV pool: in one pool every query attends over all used cells,
+        so another session's idle cache would slow the steps being measured."""
+        return LlamaCppBackend(self.path, kv_tokens=kv_tokens, max_sessions=max_sessions,
+                               n_batch=n_batch, n_threads=self.n_threads, name=self.name,
+                               **self._options)
 
     def close(self) -> None:
         """Free the context and the model; later calls raise, releases are no-ops."""
@@ -274,6 +306,17 @@ class LlamaCppBackend(Backend):
                 rows[got:got + k] = np.ctypeslib.as_array(ptr, shape=(k, vocab))
                 got += k
         return rows
+
+
+def _file_type(lib, model) -> int | None:
+    """The GGUF's `general.file_type` (llama_ftype), None when absent."""
+    buf = ctypes.create_string_buffer(32)
+    if lib.llama_model_meta_val_str(model, b"general.file_type", buf, len(buf)) <= 0:
+        return None
+    try:
+        return int(buf.value)
+    except ValueError:
+        return None
 
 
 def _default_threads() -> int:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64sd/runtime/proto/dsd.proto\x12\x06\x64sd.v1\"l\n\x0cHelloRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x1d\n\x15tokenizer_fingerprint\x18\x02 \x01(\t\x12\x12\n\nvocab_size\x18\x03 \x01(\r\x12\x0f\n\x07\x65\x64ge_id\x18\x04 \x01(\t\"y\n\nLoadReport\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x1a\n\x12outstanding_tokens\x18\x03 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x17\n\x0f\x62\x61tch_occupancy\x18\x05 \x01(\x02\"\xce\x01\n\nHelloReply\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bverifier_id\x18\x02 \x01(\t\x12\x14\n\x0ctarget_model\x18\x03 \x01(\t\x12\x1d\n\x15tokenizer_fingerprint\x18\x04 \x01(\t\x12\x12\n\nvocab_size\x18\x05 \x01(\r\x12\x11\n\tmax_gamma\x18\x06 \x01(\r\x12\x13\n\x0bmax_context\x18\x07 \x01(\r\x12 \n\x04load\x18\x08 \x01(\x0b\x32\x12.dsd.v1.LoadReport\"c\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x10\n\x08has_seed\x18\x04 \x01(\x08\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"\xa9\x01\n\x04Open\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nprompt_ids\x18\x03 \x03(\r\x12(\n\x08sampling\x18\x04 \x01(\x0b\x32\x16.dsd.v1.SamplingParams\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\x1d\n\x15tokenizer_fingerprint\x18\x06 \x01(\t\"(\n\nSparseDist\x12\x0b\n\x03ids\x18\x01 \x03(\r\x12\r\n\x05probs\x18\x02 \x03(\x02\"Q\n\x06Verify\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tdraft_ids\x18\x02 \x03(\r\x12%\n\tproposals\x18\x03 \x03(\x0b\x32\x12.dsd.v1.SparseDist\"\x07\n\x05\x43lose\"u\n\x0b\x45\x64geMessage\x12\x1c\n\x04open\x18\x01 \x01(\x0b\x32\x0c.dsd.v1.OpenH\x00\x12 \n\x06verify\x18\x02 \x01(\x0b\x32\x0e.dsd.v1.VerifyH\x00\x12\x1e\n\x05\x63lose\x18\x03 \x01(\x0b\x32\r.dsd.v1.CloseH\x00\x42\x06\n\x04kind\"k\n\x06Opened\x12\x13\n\x0b\x66irst_token\x18\x01 \x01(\r\x12\x13\n\x0b\x63ontext_len\x18\x02 \x01(\r\x12 \n\x04load\x18\x03 \x01(\x0b\x32\x12.dsd.v1.LoadReport\x12\x15\n\rserver_time_s\x18\x04 \x01(\x02\"\x8b\x01\n\x07Verdict\x12\r\n\x05round\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nnext_token\x18\x03 \x01(\r\x12 \n\x04load\x18\x04 \x01(\x0b\x32\x12.dsd.v1.LoadReport\x12\x15\n\rserver_time_s\x18\x05 \x01(\x02\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"_\n\x0fVerifierMessage\x12 \n\x06opened\x18\x01 \x01(\x0b\x32\x0e.dsd.v1.OpenedH\x00\x12\"\n\x07verdict\x18\x02 \x01(\x0b\x32\x0f.dsd.v1.VerdictH\x00\x42\x06\n\x04kind2z\n\x08Verifier\x12\x31\n\x05Hello\x12\x14.dsd.v1.HelloRequest\x1a\x12.dsd.v1.HelloReply\x12;\n\x07Session\x12\x13.dsd.v1.EdgeMessage\x1a\x17.dsd.v1.VerifierMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64sd/runtime/proto/dsd.proto\x12\x06\x64sd.v1\"l\n\x0cHelloRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x1d\n\x15tokenizer_fingerprint\x18\x02 \x01(\t\x12\x12\n\nvocab_size\x18\x03 \x01(\r\x12\x0f\n\x07\x65\x64ge_id\x18\x04 \x01(\t\"\xa7\x01\n\nLoadReport\x12\x13\n\x0bqueue_depth\x18\x01 \x01(\r\x12\x0f\n\x07running\x18\x02 \x01(\r\x12\x1a\n\x12outstanding_tokens\x18\x03 \x01(\r\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\r\x12\x17\n\x0f\x62\x61tch_occupancy\x18\x05 \x01(\x02\x12\x18\n\x10remaining_tokens\x18\x06 \x01(\x04\x12\x12\n\nest_step_s\x18\x07 \x01(\x02\"\xce\x01\n\nHelloReply\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bverifier_id\x18\x02 \x01(\t\x12\x14\n\x0ctarget_model\x18\x03 \x01(\t\x12\x1d\n\x15tokenizer_fingerprint\x18\x04 \x01(\t\x12\x12\n\nvocab_size\x18\x05 \x01(\r\x12\x11\n\tmax_gamma\x18\x06 \x01(\r\x12\x13\n\x0bmax_context\x18\x07 \x01(\r\x12 \n\x04load\x18\x08 \x01(\x0b\x32\x12.dsd.v1.LoadReport\"c\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_p\x18\x02 \x01(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x10\n\x08has_seed\x18\x04 \x01(\x08\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"\xbd\x01\n\x04Open\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nprompt_ids\x18\x03 \x03(\r\x12(\n\x08sampling\x18\x04 \x01(\x0b\x32\x16.dsd.v1.SamplingParams\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\x1d\n\x15tokenizer_fingerprint\x18\x06 \x01(\t\x12\x12\n\nvocab_size\x18\x07 \x01(\r\"(\n\nSparseDist\x12\x0b\n\x03ids\x18\x01 \x03(\r\x12\r\n\x05probs\x18\x02 \x03(\x02\"Q\n\x06Verify\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tdraft_ids\x18\x02 \x03(\r\x12%\n\tproposals\x18\x03 \x03(\x0b\x32\x12.dsd.v1.SparseDist\"\x07\n\x05\x43lose\"u\n\x0b\x45\x64geMessage\x12\x1c\n\x04open\x18\x01 \x01(\x0b\x32\x0c.dsd.v1.OpenH\x00\x12 \n\x06verify\x18\x02 \x01(\x0b\x32\x0e.dsd.v1.VerifyH\x00\x12\x1e\n\x05\x63lose\x18\x03 \x01(\x0b\x32\r.dsd.v1.CloseH\x00\x42\x06\n\x04kind\"k\n\x06Opened\x12\x13\n\x0b\x66irst_token\x18\x01 \x01(\r\x12\x13\n\x0b\x63ontext_len\x18\x02 \x01(\r\x12 \n\x04load\x18\x03 \x01(\x0b\x32\x12.dsd.v1.LoadReport\x12\x15\n\rserver_time_s\x18\x04 \x01(\x02\"\x8b\x01\n\x07Verdict\x12\r\n\x05round\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nnext_token\x18\x03 \x01(\r\x12 \n\x04load\x18\x04 \x01(\x0b\x32\x12.dsd.v1.LoadReport\x12\x15\n\rserver_time_s\x18\x05 \x01(\x02\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"_\n\x0fVerifierMessage\x12 \n\x06opened\x18\x01 \x01(\x0b\x32\x0e.dsd.v1.OpenedH\x00\x12\"\n\x07verdict\x18\x02 \x01(\x0b\x32\x0f.dsd.v1.VerdictH\x00\x42\x06\n\x04kind2z\n\x08Verifier\x12\x31\n\x05Hello\x12\x14.dsd.v1.HelloRequest\x1a\x12.dsd.v1.HelloReply\x12;\n\x07Session\x12\x13.dsd.v1.EdgeMessage\x1a\x17.dsd.v1.VerifierMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,28 +33,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLOREQUEST']._serialized_start=39
   _globals['_HELLOREQUEST']._serialized_end=147
-  _globals['_LOADREPORT']._serialized_start=149
-  _globals['_LOADREPORT']._serialized_end=270
-  _globals['_HELLOREPLY']._serialized_start=273
-  _globals['_HELLOREPLY']._serialized_end=479
-  _globals['_SAMPLINGPARAMS']._serialized_start=481
-  _globals['_SAMPLINGPARAMS']._serialized_end=580
-  _globals['_OPEN']._serialized_start=583
-  _globals['_OPEN']._serialized_end=752
-  _globals['_SPARSEDIST']._serialized_start=754
-  _globals['_SPARSEDIST']._serialized_end=794
-  _globals['_VERIFY']._serialized_start=796
-  _globals['_VERIFY']._serialized_end=877
-  _globals['_CLOSE']._serialized_start=879
-  _globals['_CLOSE']._serialized_end=886
-  _globals['_EDGEMESSAGE']._serialized_start=888
-  _globals['_EDGEMESSAGE']._serialized_end=1005
-  _globals['_OPENED']._serialized_start=1007
-  _globals['_OPENED']._serialized_end=1114
-  _globals['_VERDICT']._serialized_start=1117
-  _globals['_VERDICT']._serialized_end=1256
-  _globals['_VERIFIERMESSAGE']._serialized_start=1258
-  _globals['_VERIFIERMESSAGE']._serialized_end=1353
-  _globals['_VERIFIER']._serialized_start=1355
-  _globals['_VERIFIER']._serialized_end=1477
+  _globals['_LOADREPORT']._serialized_start=150
+  _globals['_LOADREPORT']._serialized_end=317
+  _globals['_HELLOREPLY']._serialized_start=320
+  _globals['_HELLOREPLY']._serialized_end=526
+  _globals['_SAMPLINGPARAMS']._serialized_start=528
+  _globals['_SAMPLINGPARAMS']._serialized_end=627
+  _globals['_OPEN']._serialized_start=630
+  _globals['_OPEN']._serialized_end=819
+  _globals['_SPARSEDIST']._serialized_start=821
+  _globals['_SPARSEDIST']._serialized_end=861
+  _globals['_VERIFY']._serialized_start=863
+  _globals['_VERIFY']._serialized_end=944
+  _globals['_CLOSE']._serialized_start=946
+  _globals['_CLOSE']._serialized_end=953
+  _globals['_EDGEMESSAGE']._serialized_start=955
+  _globals['_EDGEMESSAGE']._serialized_end=1072
+  _globals['_OPENED']._serialized_start=1074
+  _globals['_OPENED']._serialized_end=1181
+  _globals['_VERDICT']._serialized_start=1184
+  _globals['_VERDICT']._serialized_end=1323
+  _globals['_VERIFIERMESSAGE']._serialized_start=1325
+  _globals['_VERIFIERMESSAGE']._serialized_end=1420
+  _globals['_VERIFIER']._serialized_start=1422
+  _globals['_VERIFIER']._serialized_end=1544
 # @@protoc_insertion_point(module_scope)

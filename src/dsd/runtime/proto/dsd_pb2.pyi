@@ -19,18 +19,22 @@ class HelloRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., tokenizer_fingerprint: _Optional[str] = ..., vocab_size: _Optional[int] = ..., edge_id: _Optional[str] = ...) -> None: ...
 
 class LoadReport(_message.Message):
-    __slots__ = ("queue_depth", "running", "outstanding_tokens", "capacity", "batch_occupancy")
+    __slots__ = ("queue_depth", "running", "outstanding_tokens", "capacity", "batch_occupancy", "remaining_tokens", "est_step_s")
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     OUTSTANDING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     BATCH_OCCUPANCY_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EST_STEP_S_FIELD_NUMBER: _ClassVar[int]
     queue_depth: int
     running: int
     outstanding_tokens: int
     capacity: int
     batch_occupancy: float
-    def __init__(self, queue_depth: _Optional[int] = ..., running: _Optional[int] = ..., outstanding_tokens: _Optional[int] = ..., capacity: _Optional[int] = ..., batch_occupancy: _Optional[float] = ...) -> None: ...
+    remaining_tokens: int
+    est_step_s: float
+    def __init__(self, queue_depth: _Optional[int] = ..., running: _Optional[int] = ..., outstanding_tokens: _Optional[int] = ..., capacity: _Optional[int] = ..., batch_occupancy: _Optional[float] = ..., remaining_tokens: _Optional[int] = ..., est_step_s: _Optional[float] = ...) -> None: ...
 
 class HelloReply(_message.Message):
     __slots__ = ("protocol_version", "verifier_id", "target_model", "tokenizer_fingerprint", "vocab_size", "max_gamma", "max_context", "load")
@@ -67,20 +71,22 @@ class SamplingParams(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., has_seed: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Open(_message.Message):
-    __slots__ = ("protocol_version", "request_id", "prompt_ids", "sampling", "max_new_tokens", "tokenizer_fingerprint")
+    __slots__ = ("protocol_version", "request_id", "prompt_ids", "sampling", "max_new_tokens", "tokenizer_fingerprint", "vocab_size")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_IDS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     request_id: str
     prompt_ids: _containers.RepeatedScalarFieldContainer[int]
     sampling: SamplingParams
     max_new_tokens: int
     tokenizer_fingerprint: str
-    def __init__(self, protocol_version: _Optional[int] = ..., request_id: _Optional[str] = ..., prompt_ids: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., max_new_tokens: _Optional[int] = ..., tokenizer_fingerprint: _Optional[str] = ...) -> None: ...
+    vocab_size: int
+    def __init__(self, protocol_version: _Optional[int] = ..., request_id: _Optional[str] = ..., prompt_ids: _Optional[_Iterable[int]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., max_new_tokens: _Optional[int] = ..., tokenizer_fingerprint: _Optional[str] = ..., vocab_size: _Optional[int] = ...) -> None: ...
 
 class SparseDist(_message.Message):
     __slots__ = ("ids", "probs")
