@@ -214,7 +214,9 @@ def _heatmap(r: ClaimResult, grid: list[SensitivityPoint], out_dir: Path, scale:
         i, j = p.coords
         text = "none" if p.effect is None else f"{p.effect * scale:.0f}"
         ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                color="white" if p.effect is None or p.verdict != REPRODUCED else "#fff2a8")
+                # empty cells are blank (white): their label must be dark
+                color="#555555" if p.effect is None else
+                ("white" if p.verdict != REPRODUCED else "#fff2a8"))
     ax.set_xticks(range(nj), cols_lbl, fontsize=8)
     ax.set_yticks(range(ni), rows_lbl, fontsize=8)
     a_label, b_label = grid[0].label.split(" x ")
