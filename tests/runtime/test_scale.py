@@ -51,10 +51,5 @@ def _concurrent_streams(llama_runners, n: int):
     assert tr.sessions == 0 and dr.sessions == 0  # every KV handle released
 
 
-def test_24_concurrent_streams_equal_their_greedy_runs_alone(llama_runners):
-    _concurrent_streams(llama_runners, 24)
-
-
-@pytest.mark.slow
 def test_256_concurrent_streams_equal_their_greedy_runs_alone(llama_runners):
     _concurrent_streams(llama_runners, 256)

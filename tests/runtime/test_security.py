@@ -71,7 +71,7 @@ def test_verifier_metrics_bind_the_service_host_and_need_the_token(runners):
 
 def test_tokens_come_from_a_file_or_the_environment_and_argv_warns(tmp_path, monkeypatch,
                                                                    caplog):
-    from dsd.cli.serve import _secret
+    from dsd.cli.secrets import read_secret
     from dsd.errors import DsdError
 
     def args(token=None, token_file=None):
@@ -81,15 +81,15 @@ def test_tokens_come_from_a_file_or_the_environment_and_argv_warns(tmp_path, mon
     secret.write_text("from-file\n")
     monkeypatch.setattr(logging.getLogger("dsd"), "propagate", True)  # to caplog
     monkeypatch.setenv("DSD_TOKEN", "from-env")
-    assert _secret(args(token_file=str(secret)), "--token", "DSD_TOKEN") == "from-file"
-    assert _secret(args(), "--token", "DSD_TOKEN") == "from-env"
+    assert read_secret(args(token_file=str(secret)), "--token", "DSD_TOKEN") == "from-file"
+    assert read_secret(args(), "--token", "DSD_TOKEN") == "from-env"
     with caplog.at_level(logging.WARNING, logger="dsd"):
-        assert _secret(args(token="argv"), "--token", "DSD_TOKEN") == "argv"
+        assert read_secret(args(token="argv"), "--token", "DSD_TOKEN") == "argv"
     assert "process list" in caplog.text
     monkeypatch.delenv("DSD_TOKEN")
-    assert _secret(args(), "--token", "DSD_TOKEN") is None
+    assert read_secret(args(), "--token", "DSD_TOKEN") is None
     with pytest.raises(DsdError, match="cannot read --token-file"):
-        _secret(args(token_file=str(tmp_path / "missing")), "--token", "DSD_TOKEN")
+        read_secret(args(token_file=str(tmp_path / "missing")), "--token", "DSD_TOKEN")
 
 
 @pytest.fixture(scope="module")

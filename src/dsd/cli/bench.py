@@ -129,10 +129,12 @@ async def _drive(args, prompts):
 
     import httpx
 
+    from dsd.cli.secrets import read_secret
+
     rng = random.Random(args.seed)
     sem = asyncio.Semaphore(max(1, args.concurrency) if args.rate <= 0 else 1 << 30)
     limits = httpx.Limits(max_connections=max(64, args.concurrency))
-    key = _api_key(args)
+    key = read_secret(args, "--api-key", "DSD_API_KEY")  # as `dsd serve` reads it
     headers = {"Authorization": f"Bearer {key}"} if key else None
     t_start = time.perf_counter()
     async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout_s,
@@ -178,24 +180,6 @@ def output_paths(out: str | None) -> tuple[Path, Path]:
     if path.suffix in (".parquet", ".csv"):
         return path, path.with_suffix(".jsonl")
     return path / "requests.parquet", path / "requests.jsonl"
-
-
-def _api_key(args) -> str | None:
-    """The edge's API key, as `dsd serve` reads it: --api-key-file, else $DSD_API_KEY."""
-    import os
-
-    from dsd.errors import DsdError
-
-    path = getattr(args, "api_key_file", None)
-    if path:
-        try:
-            key = open(os.path.expanduser(path), encoding="utf-8").read().strip()
-        except OSError as exc:
-            raise DsdError(f"cannot read --api-key-file {path}: {exc.strerror}") from None
-        if not key:
-            raise DsdError(f"--api-key-file {path} is empty")
-        return key
-    return os.environ.get("DSD_API_KEY") or None
 
 
 def _runtime(args) -> int:

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import os
 
+from dsd.cli.secrets import read_secret, secret_args
+
 
 def _model_args(p: argparse.ArgumentParser, flag: str, dest: str, gguf_dest: str) -> None:
     p.add_argument(flag, dest=dest, required=True, metavar="PATH",
@@ -56,37 +58,6 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
                    help="wait up to this long to fill a batch (default 0)")
 
 
-def _secret_args(p: argparse.ArgumentParser, flag: str, env: str, what: str) -> None:
-    p.add_argument(flag, default=None, metavar="SECRET",
-                   help=f"{what} (visible in the process list: prefer ${env} or {flag}-file)")
-    p.add_argument(f"{flag}-file", default=None, metavar="PATH",
-                   help=f"read the {what} from this file (default ${env})")
-
-
-def _secret(args, flag: str, env: str) -> str | None:
-    """--X-file, else --X (with a warning: argv is world-readable), else $ENV."""
-    from dsd.errors import DsdError
-
-    dest = flag.lstrip("-").replace("-", "_")
-    path = getattr(args, f"{dest}_file")
-    if path:
-        try:
-            value = open(os.path.expanduser(path), encoding="utf-8").read().strip()
-        except OSError as exc:
-            raise DsdError(f"cannot read {flag}-file {path}: {exc.strerror}") from None
-        if not value:
-            raise DsdError(f"{flag}-file {path} is empty")
-        return value
-    if getattr(args, dest):
-        import logging
-
-        logging.getLogger("dsd.cli").warning(
-            "%s on the command line is visible to every user in the process list; prefer "
-            "$%s or %s-file", flag, env, flag)
-        return getattr(args, dest)
-    return os.environ.get(env) or None
-
-
 def _edge_args(p: argparse.ArgumentParser, port: int = 8000) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
@@ -111,7 +82,7 @@ def _edge_args(p: argparse.ArgumentParser, port: int = 8000) -> None:
                    help="time a client has to send a request's headers (default 10)")
     p.add_argument("--body-timeout-s", type=float, default=30.0,
                    help="time a client has to send a request's body (default 30)")
-    _secret_args(p, "--api-key", "DSD_API_KEY",
+    secret_args(p, "--api-key", "DSD_API_KEY",
                  "API key required as 'Authorization: Bearer KEY' on /v1/*, /metrics, /docs")
 
 
@@ -143,7 +114,7 @@ def register(sub) -> None:
                         "limit below --max-sessions + --max-queue)")
     v.add_argument("--metrics-port", type=int, default=9400,
                    help="Prometheus /metrics HTTP port on --host, token-protected (0 = off)")
-    _secret_args(v, "--token", "DSD_TOKEN", "bearer token required on gRPC and /metrics")
+    secret_args(v, "--token", "DSD_TOKEN", "bearer token required on gRPC and /metrics")
     v.add_argument("--tls-cert", default=None)
     v.add_argument("--tls-key", default=None)
     _common(v)
@@ -158,7 +129,7 @@ def register(sub) -> None:
     e.add_argument("--emulate-rtt-ms", type=float, default=0.0,
                    help="add this round-trip delay on the edge's link (user space)")
     e.add_argument("--emulate-jitter-ms", type=float, default=0.0)
-    _secret_args(e, "--token", "DSD_TOKEN", "bearer token sent to the verifiers")
+    secret_args(e, "--token", "DSD_TOKEN", "bearer token sent to the verifiers")
     e.add_argument("--tls", action="store_true", help="connect to verifiers with TLS")
     e.add_argument("--tls-ca", default=None, help="CA bundle for --tls (default system roots)")
     _common(e)
@@ -276,7 +247,7 @@ def _verifier(args) -> int:
     from dsd.runtime.http_server import check_port_free
 
     _require_model(args.model)
-    token = _secret(args, "--token", "DSD_TOKEN")
+    token = read_secret(args, "--token", "DSD_TOKEN")
     check_port_free(args.host, args.port, "--port")
     if args.metrics_port:
         check_port_free(args.host, args.metrics_port, "--metrics-port")
@@ -333,7 +304,7 @@ def _edge_checks(args) -> str | None:
     """Checks before the (slow) model load: the HTTP port, the API key. Returns the key."""
     from dsd.runtime.http_server import check_port_free
 
-    key = _secret(args, "--api-key", "DSD_API_KEY")
+    key = read_secret(args, "--api-key", "DSD_API_KEY")
     check_port_free(args.host, args.port, "--port")
     return key
 
@@ -365,7 +336,7 @@ def _edge(args) -> int:
         parse_address(a)
     window, router = _window(args), _policy(ROUTERS, args.router)
     _require_model(args.draft_model)
-    token = _secret(args, "--token", "DSD_TOKEN")
+    token = read_secret(args, "--token", "DSD_TOKEN")
     api_key = _edge_checks(args)
     draft = _load(args, args.draft_model, args.draft_gguf_file, args.max_running)
     _one_torch_thread(draft)
