@@ -14,7 +14,8 @@ from dsd.experiments.registry import (
     run_experiment,
 )
 
-NAMES = ("policy-stack", "rtt-sweep", "draft-scale", "wisp-capacity", "routing", "lab")
+NAMES = ("policy-stack", "rtt-sweep", "draft-scale", "wisp-capacity", "routing", "lab",
+         "awc-adaptation")
 
 
 def test_builtin_experiments_are_registered() -> None:
@@ -50,7 +51,8 @@ QUICK_TITLES = {"routing": "(60 drafts, 4 servers, 60 s runs)",
                 "policy-stack": "on a tenth of paper-large (60 drafts, 3 servers, 60 s runs)",
                 "rtt-sweep": "120 users, 60 s runs", "draft-scale": "60 s runs",
                 "wisp-capacity": "60 s runs, 1 seed)",
-                "lab": "(60 drafts, 3 servers, 60 s runs, JSQ, gamma 4, 1 seed)"}
+                "lab": "(60 drafts, 3 servers, 60 s runs, JSQ, gamma 4, 1 seed)",
+                "awc-adaptation": "(1 seed x 40 s)"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -84,6 +84,7 @@ class ExperimentResult:
     plots: list[Path] = field(default_factory=list)
     table_columns: Sequence[str] | None = None  # columns printed (default: all scalars)
     notes: list[str] = field(default_factory=list)  # printed under the table, kept in summary
+    echo_summary: bool = True  # print the summary's figures under the table
     # The labels a row is a configuration of, x first (e.g. ("rtt_ms", "mode")): the HTML
     # report draws each metric against the first, a line or bar group per the others.
     axes: Sequence[str] = ()
@@ -197,7 +198,7 @@ def print_rows(result: ExperimentResult, title: str, console: Any = None) -> Non
     if not console.is_terminal:  # logs and CI: do not squeeze the table to 80 columns
         console = Console(file=console.file, width=max(160, 12 * len(cols)))
     console.print(table)
-    for key, value in result.summary.items():
+    for key, value in (result.summary if result.echo_summary else {}).items():
         if key in ("plots", "notes", "experiment", "quick", "axes", "table_columns"):
             continue
         if isinstance(value, dict):
