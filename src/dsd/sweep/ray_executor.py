@@ -53,12 +53,20 @@ class RayExecutor(Executor):
                 kwargs["address"] = address  # a cluster has its own CPU count
             else:
                 kwargs["num_cpus"] = workers or default_workers()
-            try:
-                ray.init(**kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"Ray cluster at {address!r}" if address else "a local Ray instance"
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise DsdError(f"could not start or join {where}: {first}") from None
+            # A local raylet that registers late (Ray waits 30 s, fixed, on a loaded machine)
+            # fails the start with a bare Exception: try once more before giving up.
+            for attempt in (1, 2):
+                try:
+                    ray.init(**kwargs)
+                    break
+                except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception here
+                    ray.shutdown()
+                    if attempt == 1 and not address and "timed out" in str(exc):
+                        continue
+                    where = f"Ray cluster at {address!r}" if address else "a local Ray instance"
+                    text = str(exc).strip()
+                    first = text.splitlines()[0] if text else type(exc).__name__
+                    raise DsdError(f"could not start or join {where}: {first}") from None
             self._owns_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, min(workers, cpus) if workers else cpus)
