@@ -301,7 +301,8 @@ class TableStep:
         if step is not None and q > step.upper[1] and self.prefill is not None:
             # A mixed batch (prefills with verifies) has more query tokens per sequence than
             # any verify point: charge the verify-shaped part from the step grid and the
-            # surplus as one batch-1 prefill, as the runtime runs prefills one by one.
+            # surplus as one batch-1 prefill (a CPU engine is compute-bound: one ragged
+            # forward costs about the sum of its parts).
             qmax = step.upper[1]
             surplus = query - n * qmax
             return (self._lookup(step, (n, qmax, c), n, int(n * qmax), context)
