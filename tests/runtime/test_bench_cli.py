@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 import pytest
@@ -15,6 +16,34 @@ from rt_helpers import make_edge, verifier_server  # noqa: E402
 pytestmark = pytest.mark.runtime
 
 
+@contextlib.contextmanager
+def edge_in_thread(tiny, runners, **server_kw):
+    """A verifier and an edge API server on their own event loop in a thread; yields the
+    API's port and stops both on exit."""
+    from dsd.runtime.launch import start_edge_server
+
+    tr, dr = runners
+    ready = threading.Event()
+    box: dict = {}
+
+    async def serve():
+        async with verifier_server(tr) as (_, port):
+            srv = await start_edge_server(make_edge(dr, [port]), tiny[0], "tiny", **server_kw)
+            box.update(port=srv.port, stop=asyncio.Event(), loop=asyncio.get_running_loop())
+            ready.set()
+            await box["stop"].wait()
+            await srv.stop()
+
+    th = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    th.start()
+    assert ready.wait(60)
+    try:
+        yield box["port"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        th.join(30)
+
+
 def test_bench_runtime_writes_table_and_rounds(tiny, runners, tmp_path):
     import json
 
@@ -23,34 +52,13 @@ def test_bench_runtime_writes_table_and_rounds(tiny, runners, tmp_path):
 
     from dsd.cli.bench import COLUMNS
     from dsd.cli.main import main as cli
-    from dsd.runtime.launch import start_edge_server
 
-    tok = tiny[0]
-    tr, dr = runners
-    ready = threading.Event()
-    box: dict = {}
-
-    async def serve():
-        async with verifier_server(tr) as (_, port):
-            srv = await start_edge_server(make_edge(dr, [port]), tok, "tiny")
-            box["port"] = srv.port
-            box["stop"] = asyncio.Event()
-            box["loop"] = asyncio.get_running_loop()
-            ready.set()
-            await box["stop"].wait()
-            await srv.stop()
-
-    th = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    th.start()
-    assert ready.wait(60)
     out = tmp_path / "bench-1"
-    try:  # the default dataset (GSM8K) ships with dsd: no dataset folder needed
-        rc = cli(["bench", "runtime", "--url", f"http://127.0.0.1:{box['port']}", "--num", "4",
+    with edge_in_thread(tiny, runners) as port:
+        # the default dataset (GSM8K) ships with dsd: no dataset folder needed
+        rc = cli(["bench", "runtime", "--url", f"http://127.0.0.1:{port}", "--num", "4",
                   "--concurrency", "2", "--max-tokens", "12", "--out", str(out),
                   "--slo-tpot-ms", "10000"])
-    finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        th.join(30)
     assert rc == 0
     table = pq.read_table(out / "requests.parquet").to_pylist()
     assert len(table) == 4 and list(table[0]) == COLUMNS
@@ -89,33 +97,13 @@ def test_serve_cli_errors_are_one_line(capsys, tmp_path):
 def test_bench_runtime_sends_the_api_key_from_the_environment(tiny, runners, tmp_path,
                                                               monkeypatch):
     from dsd.cli.main import main as cli
-    from dsd.runtime.launch import start_edge_server
 
-    tok = tiny[0]
-    tr, dr = runners
-    ready = threading.Event()
-    box: dict = {}
-
-    async def serve():
-        async with verifier_server(tr) as (_, port):
-            srv = await start_edge_server(make_edge(dr, [port]), tok, "tiny", api_key="s3cret")
-            box.update(port=srv.port, stop=asyncio.Event(), loop=asyncio.get_running_loop())
-            ready.set()
-            await box["stop"].wait()
-            await srv.stop()
-
-    th = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    th.start()
-    assert ready.wait(60)
-    args = ["bench", "runtime", "--url", f"http://127.0.0.1:{box['port']}", "--num", "2",
-            "--max-tokens", "4", "--quiet"]
-    try:
+    with edge_in_thread(tiny, runners, api_key="s3cret") as port:
+        args = ["bench", "runtime", "--url", f"http://127.0.0.1:{port}", "--num", "2",
+                "--max-tokens", "4", "--quiet"]
         monkeypatch.delenv("DSD_API_KEY", raising=False)
         refused = cli(args + ["--out", str(tmp_path / "none")])
         monkeypatch.setenv("DSD_API_KEY", "s3cret")
         served = cli(args + ["--out", str(tmp_path / "ok")])
-    finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        th.join(30)
     assert refused == 2  # every request got 401: one line, no table
     assert served == 0 and (tmp_path / "ok" / "requests.parquet").is_file()

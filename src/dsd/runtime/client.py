@@ -34,6 +34,7 @@ from dsd.runtime import protocol
 from dsd.runtime.proto import dsd_pb2 as pb
 from dsd.runtime.scheduler import Load
 from dsd.runtime.speculative import SamplingParams, SparseDist
+from dsd.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("dsd.runtime.client")
 
@@ -287,13 +288,8 @@ class RemoteEndpoint(Endpoint):
                     log.info("verifier %s is up", self.name)
 
     async def close(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            try:
-                await self._probe_task
-            except asyncio.CancelledError:
-                pass
-            self._probe_task = None
+        await cancel_and_wait(self._probe_task)
+        self._probe_task = None
         await self.channel.close()
 
 

@@ -29,6 +29,7 @@ import torch
 from dsd.runtime.backends import Backend, BackendError, KVBudgetError, KVHandle, Step
 from dsd.runtime.engine_thread import EngineThread
 from dsd.runtime.speculative import SamplingParams, SparseDist, make_generator, propose
+from dsd.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("dsd.runtime.drafter")
 
@@ -118,13 +119,8 @@ class Drafter:
             sess.kv = None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for work in self._pending:
             if not work.future.done():
                 work.future.set_exception(BackendError("drafter stopped"))

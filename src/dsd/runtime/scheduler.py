@@ -52,6 +52,7 @@ from dsd.runtime.speculative import (
     verify_greedy,
     verify_sampled,
 )
+from dsd.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("dsd.runtime.verifier")
 
@@ -205,13 +206,8 @@ class VerifierCore:
             self._task = asyncio.create_task(self._loop(), name="dsd-verifier-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for job in self._queue:
             if not job.future.done():
                 job.future.set_exception(SessionClosed("verifier shutting down"))
