@@ -19,15 +19,15 @@ The p-norm is a smooth max: a hard max(compute, memory) is optimistic where the 
 close (the 64-256 token transition), because neither the weight stream nor the tensor
 cores run at their peak while the other is busy. Every function here works on floats and
 on numpy arrays alike, so the fit (`dsd.perf.fit`) evaluates thousands of profiled points
-in one call and the bound step model tabulates single token counts.
+in one call and the bound step model tabulates single token counts. numpy is imported only
+for arrays: a simulation prices single token counts, and `dsd simulate` need not load it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from dsd.catalog.gpu import OpCoefficients
 from dsd.catalog.model import ModelSpec
@@ -114,7 +114,12 @@ def matmul_s(tokens: Number, k: Number, n: Number, c: OpCoefficients,
              dtype_bytes: int = 2) -> Number:
     """Seconds of one (tokens x K) @ (K x N) projection."""
     tile = c.tile_tokens
-    rows = np.where(tokens > tile, np.ceil(tokens / tile) * tile, tokens)
+    if isinstance(tokens, int | float):
+        rows = math.ceil(tokens / tile) * tile if tokens > tile else tokens
+    else:
+        import numpy as np
+
+        rows = np.where(tokens > tile, np.ceil(tokens / tile) * tile, tokens)
     compute = 2.0 * rows * k * n / (c.matmul_tflops * 1e12)
     memory = dtype_bytes * (k * n + tokens * (k + n)) / (c.matmul_gbps * 1e9)
     return smooth_max(compute, memory, c.smoothness) + c.matmul_kernel_us * 1e-6

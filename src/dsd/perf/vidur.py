@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dsd.errors import ConfigError, DataError
 from dsd.perf.attention import AttentionModel
@@ -32,6 +31,9 @@ from dsd.perf.ops import allreduces_per_layer
 from dsd.perf.registry import register_predictor
 from dsd.perf.step import ComposedStep
 from dsd.perf.vidur_data import AttentionProfile, MlpProfile, VidurFolder, builtin_profiles
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class VidurWarning(RuntimeWarning):

@@ -21,18 +21,21 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dsd.catalog.gpu import GpuSpec
 from dsd.catalog.model import ModelSpec
 from dsd.errors import DataError
 from dsd.perf.ops import VIDUR_OPS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SHAPE_COLUMNS = ("n_head", "n_kv_head", "n_embd", "n_expanded_embd", "use_gated_mlp",
                  "num_tokens", "num_tensor_parallel_workers")
@@ -73,7 +76,7 @@ def number(path: Path, line: int, column: str, value: str) -> float:
         out = float(value)
     except ValueError:
         raise DataError(f"{path}:{line}: non-numeric {column} {value!r}") from None
-    if not np.isfinite(out) or out < 0:
+    if not math.isfinite(out) or out < 0:
         raise DataError(f"{path}:{line}: {column} must be a finite number >= 0, got {value}")
     return out
 
@@ -104,6 +107,8 @@ class MlpProfile:
     def op_ms(self, op: str, tp: int, tokens: float | np.ndarray) -> float | np.ndarray:
         """An operator's per-layer milliseconds at `tokens`, linear between profiled
         token counts, clamped below the first and extrapolated along the last segment."""
+        import numpy as np
+
         self.check_tp(tp)
         xs, ys = self.tokens[tp], self.ms[tp][op]
         out = np.interp(tokens, xs, ys)
@@ -114,6 +119,8 @@ class MlpProfile:
 
 
 def read_mlp(path: Path) -> MlpProfile:
+    import numpy as np
+
     header, rows = open_csv(path)
     ops = tuple(op for op in VIDUR_OPS if f"time_stats.{op}.median" in header)
     if not ops:
@@ -168,6 +175,8 @@ class AllReduceProfile:
         return sorted(self.sizes)
 
     def allreduce_ms(self, tp: int, message_bytes: float) -> float:
+        import numpy as np
+
         if tp not in self.sizes:
             have = ", ".join(map(str, self.tps()))
             raise DataError(f"{self.path} has no intra-node all-reduce over {tp} GPUs "
@@ -179,6 +188,7 @@ class AllReduceProfile:
 
 
 def read_allreduce(path: Path) -> AllReduceProfile:
+    import numpy as np
     from scipy.optimize import isotonic_regression
 
     header, rows = open_csv(path)
@@ -281,7 +291,7 @@ def _read_allreduce_cached(path: Path, mtime: float) -> AllReduceProfile:
     return read_allreduce(path)
 
 
-Grid = list[tuple[float, np.ndarray, np.ndarray]]  # (x, sorted ys, values at ys)
+Grid = list[tuple[float, "np.ndarray", "np.ndarray"]]  # (x, sorted ys, values at ys)
 
 
 @dataclass
@@ -332,6 +342,8 @@ def read_attention(path: Path, tp: int) -> AttentionProfile:
 
 
 def _grid(points: dict[float, dict[float, float]]) -> Grid:
+    import numpy as np
+
     return [(x, np.array(sorted(ys)), np.array([ys[y] for y in sorted(ys)]))
             for x, ys in sorted(points.items())]
 
@@ -339,6 +351,8 @@ def _grid(points: dict[float, dict[float, float]]) -> Grid:
 def _interp2(grid: Grid, x: float, y: float) -> float:
     """Linear in y within each profiled x, then linear in x (clamped at x's ends; beyond
     the largest y the value scales in proportion, as attention work does)."""
+    import numpy as np
+
     def along(ys: np.ndarray, vs: np.ndarray) -> float:
         if y > ys[-1]:
             return float(vs[-1] * y / ys[-1])

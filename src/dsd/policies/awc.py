@@ -2,8 +2,8 @@
 
 It shares the WINDOWS registry and the WindowState/RoundResult protocol with the baseline
 controllers of policies/window.py, one concept per file. Training is in `dsd.awc`
-(PyTorch); this module is pure Python + NumPy (only to read the .npz), so the simulator and
-the runtime run the very same object without torch.
+(PyTorch); this module is pure Python + NumPy (only to read the .npz, imported when weights
+are loaded), so the simulator and the runtime run the very same object without torch.
 
 Per decision: 7 raw features from WindowState -> WC-DNN logits over the allowed gammas ->
 argmax -> stabilizer (clamp, EMA smoothing, quantization to allowed gammas) -> gamma. An
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from importlib import resources
 from operator import mul
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dsd.errors import ConfigError
 from dsd.policies.window import WINDOWS, RoundResult, WindowController, WindowState
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The 5 AWC feature groups as 7 raw numbers; times in ms and log1p-compressed because RTTs
 # span 1-100+ ms and a linear scale would let the largest dominate the normalization.
@@ -42,6 +43,8 @@ FEATURE_STD_FLOOR = (0.05, 0.05, 0.1, 0.1, 0.1, 0.1, 0.5)
 
 def floor_std(std: np.ndarray) -> np.ndarray:
     """`std` raised to FEATURE_STD_FLOOR per feature (to a tiny epsilon if the layout differs)."""
+    import numpy as np
+
     std = np.asarray(std, dtype=float)
     floor = np.asarray(FEATURE_STD_FLOOR) if std.shape == (N_FEATURES,) else 1e-6
     return np.maximum(np.nan_to_num(std, nan=1.0), floor)
@@ -79,6 +82,8 @@ class WcDnnWeights:
     @classmethod
     def load(cls, path: str | Path | None = None) -> WcDnnWeights:
         """Read a weights file written by `dsd awc train`; None -> the packaged default."""
+        import numpy as np
+
         try:
             if path is None:
                 with resources.files("dsd.awc").joinpath("default_weights.npz").open("rb") as fh:
@@ -102,6 +107,8 @@ class WcDnnWeights:
         )
 
     def save(self, path: str | Path, **extra: Any) -> None:
+        import numpy as np
+
         arrays = {f"w_block{i}": w for i, w in enumerate(self.w_blocks)}
         arrays.update({f"b_block{i}": b for i, b in enumerate(self.b_blocks)})
         np.savez(path, mean=self.mean, std=self.std, w_in=self.w_in, b_in=self.b_in,
@@ -128,6 +135,8 @@ class WcDnn:
         if backend not in BACKENDS:
             raise ConfigError(f"policies.window.backend: unknown {backend!r} "
                               f"({', '.join(BACKENDS)})")
+        import numpy as np
+
         self.weights = weights
         self.gammas = weights.gammas
         std = floor_std(weights.std)  # a near-constant training feature cannot blow up
@@ -138,6 +147,7 @@ class WcDnn:
                   for w, b in zip(weights.w_blocks, weights.b_blocks, strict=True)]
         self._np = (first, blocks, np.ascontiguousarray(weights.w_out), weights.b_out.copy())
         self._x = np.ones(first.shape[1])  # input buffer; the last slot stays 1 (the bias)
+        self._tanh = np.tanh
         self._py = (first.tolist(), [(w.tolist(), b.tolist()) for w, b in blocks],
                     weights.w_out.tolist(), weights.b_out.tolist())
         self.logits = {"python": self._logits_py, "numpy": self._logits_np,
@@ -163,11 +173,12 @@ class WcDnn:
         first, blocks, w_out, b_out = self._np
         buf = self._x
         buf[:-1] = x
+        tanh = self._tanh
         u = first @ buf
-        h = u * (1.0 + np.tanh(u))
+        h = u * (1.0 + tanh(u))
         for w, b in blocks:
             u = w @ h + b
-            h = h + u * (1.0 + np.tanh(u))
+            h = h + u * (1.0 + tanh(u))
         return (w_out @ h + b_out).tolist()
 
     def predict_gamma(self, x: list[float]) -> int:

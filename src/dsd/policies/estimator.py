@@ -21,14 +21,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 Shape = tuple[int, int, int, int]  # (n, sum q, sum ctx, sum attention pairs)
 
 
 def _lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     w = 1.0 / np.maximum(y, 1e-9)
     coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
     return coef
@@ -57,6 +60,8 @@ class VerifyTimeEstimator:
         """Two-piece least squares on measured or predicted samples."""
         if len(seconds) < 8:
             raise ValueError("need at least 8 samples to fit the verify time estimator")
+        import numpy as np  # only when fitting: the simulator's import stays light
+
         s = np.array(shapes, dtype=float)
         y = np.array(seconds, dtype=float)
         xm = np.column_stack([np.ones(len(y)), s[:, 0], s[:, 1], s[:, 2]])
