@@ -1,37 +1,59 @@
 """The per-request table, shared by the simulator and the runtime bench so the two compare.
 
 Rows are streamed to disk in row groups, so memory stays bounded by the buffer size.
+
+pyarrow and numpy are imported when the first rows are written, not with this module: they
+take about as long to import as a short simulation takes to run, and a simulator that keeps
+no table (sweeps, experiments) never needs them. `REQUEST_SCHEMA` is built on first use.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-REQUEST_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.int64()),
-        ("device_id", pa.int64()),
-        ("target_id", pa.int64()),
-        ("mode", pa.string()),
-        ("arrival_s", pa.float64()),
-        ("prompt_tokens", pa.int64()),
-        ("output_tokens", pa.int64()),
-        ("ttft_ms", pa.float64()),
-        ("tpot_ms", pa.float64()),
-        ("e2e_ms", pa.float64()),
-        ("rounds", pa.int64()),
-        ("drafted_tokens", pa.int64()),
-        ("accepted_tokens", pa.int64()),
-        ("slo_met", pa.bool_()),
-    ]
+# (column, Arrow type name): int64, float64, string or bool.
+REQUEST_FIELDS: tuple[tuple[str, str], ...] = (
+    ("request_id", "int64"),
+    ("device_id", "int64"),
+    ("target_id", "int64"),
+    ("mode", "string"),
+    ("arrival_s", "float64"),
+    ("prompt_tokens", "int64"),
+    ("output_tokens", "int64"),
+    ("ttft_ms", "float64"),
+    ("tpot_ms", "float64"),
+    ("e2e_ms", "float64"),
+    ("rounds", "int64"),
+    ("drafted_tokens", "int64"),
+    ("accepted_tokens", "int64"),
+    ("slo_met", "bool"),
 )
-REQUEST_COLUMNS: list[str] = REQUEST_SCHEMA.names
+REQUEST_COLUMNS: list[str] = [name for name, _ in REQUEST_FIELDS]
+
+
+def arrow_schema(fields: tuple[tuple[str, str], ...]) -> pa.Schema:
+    """The Arrow schema of (column, type name) pairs."""
+    import pyarrow as pa
+
+    types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+             "bool": pa.bool_()}
+    return pa.schema([(name, types[kind]) for name, kind in fields])
+
+
+@cache
+def request_schema() -> pa.Schema:
+    return arrow_schema(REQUEST_FIELDS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REQUEST_SCHEMA":  # built on first use: it needs pyarrow
+        return request_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RequestTableWriter:
@@ -56,10 +78,13 @@ class RequestTableWriter:
     def _flush(self) -> None:
         if not self._rows:
             return
+        import pyarrow as pa
+
+        schema = request_schema()
         columns = list(zip(*self._rows, strict=True))
         batch = pa.RecordBatch.from_arrays(
-            [_column(col, f.type) for col, f in zip(columns, REQUEST_SCHEMA, strict=True)],
-            schema=REQUEST_SCHEMA,
+            [_column(col, f.type) for col, f in zip(columns, schema, strict=True)],
+            schema=schema,
         )
         self.rows_written += len(self._rows)
         self._rows = []
@@ -69,21 +94,31 @@ class RequestTableWriter:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.suffix == ".csv":
-                self._writer = pacsv.CSVWriter(str(self.path), REQUEST_SCHEMA)
+                import pyarrow.csv as pacsv
+
+                self._writer = pacsv.CSVWriter(str(self.path), schema)
             else:
-                self._writer = pq.ParquetWriter(str(self.path), REQUEST_SCHEMA)
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(str(self.path), schema)
         self._writer.write_batch(batch)
 
     def close(self) -> pa.Table | None:
         self._flush()
         if self.path is None:
-            return pa.Table.from_batches(self._batches, schema=REQUEST_SCHEMA)
+            import pyarrow as pa
+
+            return pa.Table.from_batches(self._batches, schema=request_schema())
         if self._writer is None:  # no rows: still leave a valid empty file
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.suffix == ".csv":
-                pacsv.write_csv(REQUEST_SCHEMA.empty_table(), str(self.path))
+                import pyarrow.csv as pacsv
+
+                pacsv.write_csv(request_schema().empty_table(), str(self.path))
             else:
-                pq.write_table(REQUEST_SCHEMA.empty_table(), str(self.path))
+                import pyarrow.parquet as pq
+
+                pq.write_table(request_schema().empty_table(), str(self.path))
         else:
             self._writer.close()
         return None
@@ -92,6 +127,9 @@ class RequestTableWriter:
 def _column(values: tuple[Any, ...], type_: pa.DataType) -> pa.Array:
     """An Arrow array built from its buffers: `pa.array` imports pandas (~40 MB, ~0.25 s) to
     check whether its input is a pandas object, a cost every `dsd simulate` would pay."""
+    import numpy as np
+    import pyarrow as pa
+
     n = len(values)
     if type_ == pa.string():
         data = [v.encode() for v in values]
@@ -116,4 +154,10 @@ def _column(values: tuple[Any, ...], type_: pa.DataType) -> pa.Array:
 
 def read_request_table(path: str | Path) -> pa.Table:
     path = Path(path)
-    return pacsv.read_csv(str(path)) if path.suffix == ".csv" else pq.read_table(str(path))
+    if path.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(str(path))
+    import pyarrow.parquet as pq
+
+    return pq.read_table(str(path))

@@ -15,18 +15,37 @@ interval's end `t_s`:
 - `kv_occupancy` (server id): time-weighted KV in use / KV capacity, 0..1;
 - `gamma` (entity -1): mean window chosen over all sessions' rounds in the interval
   (no row when no round started).
+
+Recording is plain Python (a point is 4 lists of n floats); numpy and pyarrow are imported
+by `to_table` only, so a run that keeps no table never loads them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
+from dsd.metrics.table import arrow_schema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 SERIES = ("batch_size", "queue_len", "kv_occupancy", "gamma")
-TIMESERIES_SCHEMA = pa.schema([("t_s", pa.float64()), ("series", pa.string()),
-                               ("entity", pa.int64()), ("value", pa.float64())])
+TIMESERIES_FIELDS = (("t_s", "float64"), ("series", "string"), ("entity", "int64"),
+                     ("value", "float64"))
+
+
+@cache
+def timeseries_schema() -> pa.Schema:
+    return arrow_schema(TIMESERIES_FIELDS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TIMESERIES_SCHEMA":  # built on first use: it needs pyarrow
+        return timeseries_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TimeSeriesRecorder:
@@ -37,13 +56,13 @@ class TimeSeriesRecorder:
         self.interval = max(duration_s / (self.max_points // 2), 1e-3)
         self.next_t = self.interval
         self._t = 0.0  # end of the last point
-        self._last = np.zeros((3, n_entities))  # cumulative jobs, steps, KV area
+        self._last = [[0.0] * n_entities for _ in range(3)]  # cumulative jobs, steps, KV area
         self._gamma_last = (0, 0)
         # Per point: end time, length, per-entity deltas (jobs, steps, queue, KV area), and
         # the gamma sum and count.
         self.t: list[float] = []
         self.dt: list[float] = []
-        self.values: list[np.ndarray] = []  # shape (4, n)
+        self.values: list[list[list[float]]] = []  # 4 rows of n
         self.gamma: list[tuple[int, int]] = []
 
     def sample(self, now: float, jobs: Sequence[int], steps: Sequence[int],
@@ -54,11 +73,13 @@ class TimeSeriesRecorder:
         dt = now - self._t
         if dt <= 0:
             return
-        cum = np.array((jobs, steps, kv_area), dtype=float)
-        point = np.empty((4, self.n))
-        point[:2] = cum[:2] - self._last[:2]
-        point[2] = queue
-        point[3] = cum[2] - self._last[2]
+        cum = [[float(v) for v in jobs], [float(v) for v in steps],
+               [float(v) for v in kv_area]]
+        last = self._last
+        point = [[c - p for c, p in zip(cum[0], last[0], strict=True)],
+                 [c - p for c, p in zip(cum[1], last[1], strict=True)],
+                 [float(v) for v in queue],
+                 [c - p for c, p in zip(cum[2], last[2], strict=True)]]
         self._last = cum
         g_sum, g_n = self._gamma_last
         self.gamma.append((gamma_sum - g_sum, gamma_rounds - g_n))
@@ -76,8 +97,10 @@ class TimeSeriesRecorder:
         t, dt, values, gamma = [], [], [], []
         for i in range(0, len(self.t) - 1, 2):
             a, b = self.values[i], self.values[i + 1]
-            merged = a + b
-            merged[2] = 0.5 * (a[2] + b[2])  # queue length: a snapshot, so average
+            merged = [[x + y for x, y in zip(ra, rb, strict=True)]
+                      for ra, rb in zip(a, b, strict=True)]
+            # queue length: a snapshot, so average
+            merged[2] = [0.5 * (x + y) for x, y in zip(a[2], b[2], strict=True)]
             t.append(self.t[i + 1])
             dt.append(self.dt[i] + self.dt[i + 1])
             values.append(merged)
@@ -92,10 +115,14 @@ class TimeSeriesRecorder:
         self.interval *= 2
 
     def to_table(self) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
+        schema = timeseries_schema()
         if not self.t:
-            return TIMESERIES_SCHEMA.empty_table()
+            return schema.empty_table()
         n = self.n
-        v = np.stack(self.values)  # (points, 4, n)
+        v = np.array(self.values, dtype=float).reshape(len(self.t), 4, n)  # (points, 4, n)
         jobs, steps, queue, area = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
         batch = np.divide(jobs, steps, out=np.zeros_like(jobs), where=steps > 0)
         kv = np.clip(area / np.asarray(self.dt)[:, None], 0.0, 1.0)
@@ -114,17 +141,23 @@ class TimeSeriesRecorder:
         order = np.lexsort((entity, rank[code], t_all))
         return pa.table({"t_s": _arrow(t_all[order]), "series": _strings(code[order]),
                          "entity": _arrow(entity[order]), "value": _arrow(value[order])},
-                        schema=TIMESERIES_SCHEMA)
+                        schema=schema)
 
 
 # Arrow arrays straight from numpy buffers: pa.array() would import pandas (~40 MB).
 def _arrow(values: np.ndarray) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
     values = np.ascontiguousarray(values)
     kind = pa.float64() if values.dtype.kind == "f" else pa.int64()
     return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
 
 
 def _strings(codes: np.ndarray) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
     words = [name.encode() for name in SERIES]
     lengths = np.array([len(w) for w in words], dtype=np.int32)[codes]
     offsets = np.zeros(len(codes) + 1, dtype=np.int32)

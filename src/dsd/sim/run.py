@@ -9,33 +9,41 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from dsd.config import ScenarioConfig, dump_config, load_config
-from dsd.metrics import RequestTableWriter, read_request_table
+from dsd.metrics import RequestTableWriter, TimeSeriesRecorder, read_request_table
 from dsd.sim.cluster import build_cluster
 from dsd.sim.simulator import Simulator
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
 class Result:
     """A finished run: the flat summary, the per-request table (in memory or on disk) and
-    the down-sampled time series of server load and window choice (`timeseries`)."""
+    the down-sampled time series of server load and window choice (`timeseries`). Both
+    tables are Arrow tables made on first use, so a caller that reads only the summary
+    never imports pyarrow."""
 
     summary: dict[str, Any]
     config: ScenarioConfig
     out_dir: Path | None = None
     _table: pa.Table | None = field(default=None, repr=False)
-    timeseries: pa.Table | None = field(default=None, repr=False)
+    _series: pa.Table | TimeSeriesRecorder | None = field(default=None, repr=False)
 
     @property
     def requests(self) -> pa.Table:
         if self._table is None and self.out_dir is not None:
             self._table = read_request_table(self.out_dir / "requests.parquet")
         return self._table  # type: ignore[return-value]
+
+    @property
+    def timeseries(self) -> pa.Table | None:
+        if isinstance(self._series, TimeSeriesRecorder):
+            self._series = self._series.to_table()
+        return self._series
 
     def __getitem__(self, key: str) -> Any:
         return self.summary[key]
@@ -81,12 +89,14 @@ def simulate(
     summary["accepted_tokens_per_wall_s"] = summary["accepted_tokens"] / wall if wall else 0.0
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {k: _clean(v) for k, v in summary.items()}
-    series = sim.series.to_table()
+    result = Result(summary, config, out_dir, table, sim.series)
     if out_dir:
+        import pyarrow.parquet as pq
+
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out_dir / "config.yaml").write_text(dump_config(config))
-        pq.write_table(series, out_dir / "timeseries.parquet")
-    return Result(summary, config, out_dir, table, series)
+        pq.write_table(result.timeseries, out_dir / "timeseries.parquet")
+    return result
 
 
 def _clean(value: Any) -> Any:
