@@ -1,5 +1,6 @@
 """What `dsd simulate` loads before it simulates anything: only the command's own module and
-the libraries the run uses (the speed figure is `benchmarks/cli_startup.py`)."""
+the libraries the run uses, numpy and pyarrow only to write its tables (the speed figure is
+`benchmarks/cli_startup.py`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,44 @@ def test_simulate_imports_only_what_it_uses(tmp_path):
     rc, loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert rc == 0 and loaded == []
     assert (tmp_path / "run" / "requests.parquet").is_file()
+
+
+HEAVY = ("numpy", "pyarrow", "torch", "scipy", "pandas")
+
+
+def _loaded_after(code: str, cwd: Path) -> list:
+    """Runs `code` in a fresh interpreter; the last line it prints, as JSON."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=cwd)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_config_and_simulation_import_neither_numpy_nor_pyarrow(tmp_path):
+    """Loading a scenario and simulating it need neither: they are imported only to build
+    or write the tables (a run that keeps none, as sweeps do, never loads them)."""
+    code = (
+        "import json, sys\n"
+        "from dsd.config import load_config\n"
+        "from dsd.sim import simulate\n"
+        f"cfg = load_config({str(ROOT / 'examples/quickstart.yaml')!r},"
+        " ['simulation.duration_s=5', 'simulation.warmup_s=0'])\n"
+        "done = simulate(cfg, keep_requests=False).summary['requests_completed']\n"
+        f"print(json.dumps([done, [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+    )
+    done, loaded = _loaded_after(code, tmp_path)
+    assert done > 0 and loaded == []
+
+
+def test_a_config_error_is_reported_before_numpy_or_pyarrow_load(tmp_path):
+    code = (
+        "import json, sys\n"
+        "from dsd.cli.main import main\n"
+        f"rc = main(['simulate', {str(ROOT / 'examples/quickstart.yaml')!r}, '--set',"
+        " 'network.rtt_ms=-1', '--quiet'])\n"
+        f"print(json.dumps([rc, [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+    )
+    rc, loaded = _loaded_after(code, tmp_path)
+    assert rc == 2 and loaded == []
 
 
 ROWS = [
