@@ -36,11 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dsd.config import load_config
     from dsd.progress import SimulationProgress
-    from dsd.sim import simulate
 
     config = load_config(args.config, args.overrides, args.seed)
     out = Path(args.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     configs = mode_configs(config, args.modes)
+    from dsd.sim import simulate  # after the configs are checked: a mistake reports sooner
+
     results = []
     for cfg in configs:
         label = f"simulate {cfg.mode}" if len(configs) > 1 else "simulate"
