@@ -50,6 +50,16 @@ def test_profile_writes_a_valid_table(profile):
     for r in prof.rows:
         assert r["model"] == "tiny-target" and r["repeats"] == 3
         assert 0 < r["p10_ms"] <= r["latency_ms"] <= r["p90_ms"]
+    _assert_wake_curve(meta, "tiny-target")
+
+
+def _assert_wake_curve(meta: dict, model: str) -> None:
+    """The profile carries the model's idle wake-up curve at every measured gap."""
+    from dsd.perf.idle_wake import WAKE_GAPS_MS, IdleWake
+
+    wake = IdleWake.parse(meta[f"idle_wake.{model}"], "profile")
+    assert wake.gaps == pytest.approx([g / 1000 for g in WAKE_GAPS_MS])
+    assert wake.extras[0] == 0.0 and min(wake.extras) >= 0.0
 
 
 def test_profile_runs_on_llama_cpp_for_a_gguf(tiny, tmp_path):
@@ -69,6 +79,7 @@ def test_profile_runs_on_llama_cpp_for_a_gguf(tiny, tmp_path):
     assert {r["op"] for r in prof.rows} == {"prefill", "decode", "verify"}
     assert len(prof.rows) == 2 * 2 + 2 * 2 * 3
     assert all(0 < r["latency_ms"] for r in prof.rows)
+    _assert_wake_curve(prof.metadata, "tiny-target")
 
 
 def test_profile_feeds_the_table_predictor(profile, tiny):
@@ -111,7 +122,8 @@ def test_draft_decode_bursts_are_timed_per_step(tiny):
         return forward(kv, ids, keep=keep)
 
     runner.forward = counting_forward
-    session = GridSession(runner, "tiny-draft", [("decode", 1, 32, 1)], decode_burst=4)
+    session = GridSession(runner, "tiny-draft", [("decode", 1, 32, 1)], decode_burst=4,
+                          wake=False)
     calls.clear()
     session.run_pass()
     session.run_pass()
@@ -144,6 +156,11 @@ def test_sim_vs_real_quick(tmp_path, monkeypatch):
         assert 0 <= summary[key] < 5  # a fraction; the accuracy figure lives in the docs
     assert (tmp_path / "results.csv").read_text().count("\n") == 1 + 8
     assert (tmp_path / "profile.csv").is_file() and (tmp_path / "acceptance.yaml").is_file()
+    from dsd.perf.table import read_profile
+
+    meta = read_profile(tmp_path / "profile.csv").metadata
+    _assert_wake_curve(meta, "tiny-target")  # measured in the verifier's process
+    _assert_wake_curve(meta, "tiny-draft")  # and at the edge
     assert (tmp_path / "parity.png").is_file()
 
 

@@ -176,6 +176,7 @@ def _measure(ctx: ExperimentContext) -> None:
                          f"{harness.decode_burst}")
         meta[f"model.{pair.draft_name}"] = pair.draft_dir
         meta[f"model.{pair.target_name}"] = pair.target_dir
+        meta.update(harness.wake_metadata())
         write_profile(ctx.out / PROFILE, harness.profile_rows(STAT), meta)
     with (ctx.out / RECORDS).open("w") as fh:
         for r in records:
