@@ -75,9 +75,11 @@ class DraftDevice:
     """An edge device: one draft model drafting for one request at a time, first come first
     served. `busy_until` is the whole queue state: a new draft starts when the device frees."""
 
-    __slots__ = ("device_id", "pool", "step", "busy_until", "targets", "busy_time", "wake")
+    __slots__ = ("device_id", "pool", "step", "busy_until", "targets", "busy_time", "wake",
+                 "round_host_s")
 
-    def __init__(self, device_id: int, pool: int, step: Any, targets: list[TargetServer]) -> None:
+    def __init__(self, device_id: int, pool: int, step: Any, targets: list[TargetServer],
+                 round_host_s: float = 0.0) -> None:
         self.device_id = device_id
         self.pool = pool
         self.step = step  # perf StepModel of the draft model on this device
@@ -86,6 +88,7 @@ class DraftDevice:
         self.targets = targets  # servers with a tokenizer-compatible target model
         # A measured profile's idle wake-up cost (perf/idle_wake.py), else None.
         self.wake = getattr(step, "wake", None)
+        self.round_host_s = round_host_s  # host work per round besides drafting
 
     def draft_step_s(self, context: int) -> float:
         return self.step.step_s(1, 1, context, context + 1)

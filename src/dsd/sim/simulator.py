@@ -320,6 +320,7 @@ class Simulator(ServerSteps, KvMemory):
             if gamma else 0.0
         if gamma and dev.wake is not None:  # a draft after an idle gap starts cold
             draft += dev.wake.adjust_s(start - dev.busy_until, draft)
+        draft += dev.round_host_s
         dev.busy_until = start + draft
         dev.busy_time += draft
         req.gamma = gamma
