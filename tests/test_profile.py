@@ -162,6 +162,8 @@ def test_sim_vs_real_quick(tmp_path, monkeypatch):
     _assert_wake_curve(meta, "tiny-target")  # measured in the verifier's process
     _assert_wake_curve(meta, "tiny-draft")  # and at the edge
     assert (tmp_path / "parity.png").is_file()
+    assert summary["edge_round_host_ms"] >= 0  # measured on a run of its own
+    assert "edge-host" not in (tmp_path / "results.csv").read_text()
 
 
 def _planted_run(out: Path, tiny: Path) -> None:
@@ -220,6 +222,30 @@ def test_sim_vs_real_reuse_resimulates_saved_measurements(tiny, tmp_path):
         assert row["sim_ttft_ms"] > row["rtt_ms"] + 1.0 + 2.0
         assert 0 <= row["err_tpot"] < 5
     assert (tmp_path / "run" / "acceptance.yaml").is_file()
+
+
+def test_edge_host_work_is_what_a_round_costs_beyond_link_verifier_and_drafting():
+    from dsd.calibrate.compare import edge_host_ms
+    from dsd.errors import DsdError
+
+    def record(round_ms: float) -> dict:
+        # 10 rounds after the first token, 2 drafted tokens a round at 0.5 ms each
+        return {"rounds": 10, "ttft_ms": 5.0, "e2e_ms": 5.0 + 10 * round_ms,
+                "prompt_tokens": 64, "output_tokens": 30, "drafted_tokens": 20,
+                "round_link_ms": 0.6, "round_server_ms": 0.9}
+
+    contexts = []
+
+    def step_ms(context: int) -> float:
+        contexts.append(context)
+        return 0.5
+
+    # round 3.0 ms = link 0.6 + verifier 0.9 + drafting 1.0 + host 0.5; the median of three
+    assert edge_host_ms([record(3.0), record(2.8), record(9.0)], step_ms) == pytest.approx(0.5)
+    assert set(contexts) == {64 + 15}  # drafting priced at the mid-output context
+    assert edge_host_ms([record(2.0)], step_ms) == 0.0  # faster than its parts: none
+    with pytest.raises(DsdError, match="no measured rounds"):
+        edge_host_ms([], step_ms)
 
 
 def test_link_costs_need_the_edge_timings():
