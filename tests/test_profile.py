@@ -50,6 +50,16 @@ def test_profile_writes_a_valid_table(profile):
     for r in prof.rows:
         assert r["model"] == "tiny-target" and r["repeats"] == 3
         assert 0 < r["p10_ms"] <= r["latency_ms"] <= r["p90_ms"]
+    _assert_wake_curve(meta, "tiny-target")
+
+
+def _assert_wake_curve(meta: dict, model: str) -> None:
+    """The profile carries the model's idle wake-up curve at every measured gap."""
+    from dsd.perf.idle_wake import WAKE_GAPS_MS, IdleWake
+
+    wake = IdleWake.parse(meta[f"idle_wake.{model}"], "profile")
+    assert wake.gaps == pytest.approx([g / 1000 for g in WAKE_GAPS_MS])
+    assert wake.extras[0] == 0.0 and min(wake.extras) >= 0.0
 
 
 def test_profile_runs_on_llama_cpp_for_a_gguf(tiny, tmp_path):
@@ -69,6 +79,7 @@ def test_profile_runs_on_llama_cpp_for_a_gguf(tiny, tmp_path):
     assert {r["op"] for r in prof.rows} == {"prefill", "decode", "verify"}
     assert len(prof.rows) == 2 * 2 + 2 * 2 * 3
     assert all(0 < r["latency_ms"] for r in prof.rows)
+    _assert_wake_curve(prof.metadata, "tiny-target")
 
 
 def test_profile_feeds_the_table_predictor(profile, tiny):
@@ -111,7 +122,8 @@ def test_draft_decode_bursts_are_timed_per_step(tiny):
         return forward(kv, ids, keep=keep)
 
     runner.forward = counting_forward
-    session = GridSession(runner, "tiny-draft", [("decode", 1, 32, 1)], decode_burst=4)
+    session = GridSession(runner, "tiny-draft", [("decode", 1, 32, 1)], decode_burst=4,
+                          wake=False)
     calls.clear()
     session.run_pass()
     session.run_pass()
@@ -144,7 +156,14 @@ def test_sim_vs_real_quick(tmp_path, monkeypatch):
         assert 0 <= summary[key] < 5  # a fraction; the accuracy figure lives in the docs
     assert (tmp_path / "results.csv").read_text().count("\n") == 1 + 8
     assert (tmp_path / "profile.csv").is_file() and (tmp_path / "acceptance.yaml").is_file()
+    from dsd.perf.table import read_profile
+
+    meta = read_profile(tmp_path / "profile.csv").metadata
+    _assert_wake_curve(meta, "tiny-target")  # measured in the verifier's process
+    _assert_wake_curve(meta, "tiny-draft")  # and at the edge
     assert (tmp_path / "parity.png").is_file()
+    assert summary["edge_round_host_ms"] >= 0  # measured on a run of its own
+    assert "edge-host" not in (tmp_path / "results.csv").read_text()
 
 
 def _planted_run(out: Path, tiny: Path) -> None:
@@ -203,6 +222,30 @@ def test_sim_vs_real_reuse_resimulates_saved_measurements(tiny, tmp_path):
         assert row["sim_ttft_ms"] > row["rtt_ms"] + 1.0 + 2.0
         assert 0 <= row["err_tpot"] < 5
     assert (tmp_path / "run" / "acceptance.yaml").is_file()
+
+
+def test_edge_host_work_is_what_a_round_costs_beyond_link_verifier_and_drafting():
+    from dsd.calibrate.compare import edge_host_ms
+    from dsd.errors import DsdError
+
+    def record(round_ms: float) -> dict:
+        # 10 rounds after the first token, 2 drafted tokens a round at 0.5 ms each
+        return {"rounds": 10, "ttft_ms": 5.0, "e2e_ms": 5.0 + 10 * round_ms,
+                "prompt_tokens": 64, "output_tokens": 30, "drafted_tokens": 20,
+                "round_link_ms": 0.6, "round_server_ms": 0.9}
+
+    contexts = []
+
+    def step_ms(context: int) -> float:
+        contexts.append(context)
+        return 0.5
+
+    # round 3.0 ms = link 0.6 + verifier 0.9 + drafting 1.0 + host 0.5; the median of three
+    assert edge_host_ms([record(3.0), record(2.8), record(9.0)], step_ms) == pytest.approx(0.5)
+    assert set(contexts) == {64 + 15}  # drafting priced at the mid-output context
+    assert edge_host_ms([record(2.0)], step_ms) == 0.0  # faster than its parts: none
+    with pytest.raises(DsdError, match="no measured rounds"):
+        edge_host_ms([], step_ms)
 
 
 def test_link_costs_need_the_edge_timings():

@@ -57,6 +57,19 @@ def test_session_setup_adds_to_ttft_alone(mode: str) -> None:
     assert setup["tpot_ms_p50"] == pytest.approx(base["tpot_ms_p50"], rel=1e-6)
 
 
+def test_edge_round_host_work_adds_to_every_round() -> None:
+    """One user, alpha 0: every round yields one token, so the edge's host work per round
+    adds to TPOT one for one and leaves TTFT alone."""
+    def run(host_ms: float) -> dict:
+        return simulate("examples/single-pair.yaml", overrides=[
+            "acceptance.alpha=0", f"cluster.drafts.0.round_host_ms={host_ms}",
+            "workload.output.fixed=64", "simulation.duration_s=120"]).summary
+
+    base, host = run(0.0), run(7.0)
+    assert host["tpot_ms_p50"] == pytest.approx(base["tpot_ms_p50"] + 7.0, abs=0.05)
+    assert host["ttft_ms_p50"] == pytest.approx(base["ttft_ms_p50"], rel=1e-6)
+
+
 def test_cloud_only_tpot_is_one_decode_step() -> None:
     s = simulate("examples/single-pair.yaml", overrides=[
         "mode=cloud_only", "workload.output.fixed=512", "simulation.duration_s=120"]).summary

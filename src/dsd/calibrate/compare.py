@@ -8,7 +8,7 @@ median TTFT, median TPOT, and throughput = output tokens / (last finish - first 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dsd.calibrate.realrun import RealConfig
@@ -19,9 +19,11 @@ def scenario(cfg: RealConfig, draft: str, target: str, profile: str,
              acceptance: Mapping[str, Any], network_overhead_ms: float,
              catalogs: Iterable[str] = (), max_batch: int = 8, seed: int = 0,
              setup_ms: float = 0.0,
-             replay: list[list[list[int]]] | None = None) -> dict[str, Any]:
-    """A simulator config with the same models, window, load, link and batcher; `replay`
-    gives each session the measured per-round acceptance of the request it stands for."""
+             replay: list[list[list[int]]] | None = None,
+             round_host_ms: float = 0.0) -> dict[str, Any]:
+    """A simulator config with the same models, window, load, link, edge host work and
+    batcher; `replay` gives each session the measured per-round acceptance of the request it
+    stands for."""
     latency = {"type": "table", "path": str(profile)}
     return {
         "name": f"sim-vs-real-{cfg.label}",
@@ -29,7 +31,8 @@ def scenario(cfg: RealConfig, draft: str, target: str, profile: str,
         "mode": "distributed",
         "catalog": [str(c) for c in catalogs],
         "cluster": {
-            "drafts": [{"count": 1, "gpu": "cpu", "model": draft, "latency": latency}],
+            "drafts": [{"count": 1, "gpu": "cpu", "model": draft, "latency": latency,
+                        "round_host_ms": round_host_ms}],
             "targets": [{"count": 1, "gpu": "cpu", "model": target, "latency": latency,
                          "draft_model": draft}],
         },
@@ -60,6 +63,27 @@ def link_costs(record: Mapping[str, Any]) -> tuple[float, float]:
                        "(round_link_ms, open_server_ms); measure again with this dsd")
     link = record["round_link_ms"]
     return link, max(0.0, record["ttft_ms"] - record["open_server_ms"] - link)
+
+
+def edge_host_ms(records: Iterable[Mapping[str, Any]],
+                  draft_step_ms: Callable[[int], float]) -> float:
+    """The edge's host work per round beyond drafting (ms), median over requests: a round's
+    wall time (first to last token, over the rounds) minus its link, the verifier's time and
+    the profiled drafting (`draft_step_ms(context)` per drafted token, at the mid-output
+    context). It is the event loop, message and thread hand-off work that shares the edge's
+    core with the drafting."""
+    values = []
+    for r in records:
+        rounds = r.get("rounds") or 0
+        if rounds < 1 or "round_link_ms" not in r:
+            continue
+        round_ms = (r["e2e_ms"] - r["ttft_ms"]) / rounds
+        context = r["prompt_tokens"] + r["output_tokens"] // 2
+        drafting = r["drafted_tokens"] / rounds * draft_step_ms(context)
+        values.append(round_ms - r["round_link_ms"] - r["round_server_ms"] - drafting)
+    if not values:
+        raise DsdError("no measured rounds to derive the edge's host work from")
+    return max(0.0, statistics.median(values))
 
 
 def metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:

@@ -24,9 +24,9 @@ from typing import Any
 
 from dsd.calibrate.grid import ProfileGrid
 from dsd.errors import DsdError
+from dsd.perf.idle_wake import IDLE_MAX_S, IDLE_MIN_S, META_PREFIX, WAKE_GAPS_MS, IdleWake
 
-IDLE_MIN_S = 0.002
-IDLE_MAX_S = 0.05
+WAKE_ROUNDS = 3  # timings of the wake-up curve per gap and pass
 
 
 @dataclass
@@ -140,6 +140,21 @@ class Profiler:
                 samples.append(self._last_s * 1000.0)
         return samples
 
+    def after_gaps(self, fn: Callable[[], None], reset: Callable[[], None],
+                   gaps_ms: Iterable[float]) -> dict[float, float]:
+        """One timing of `fn` per gap: run it, sleep `gap` ms, time it again (ms)."""
+        out = {}
+        for gap in gaps_ms:
+            reset()
+            fn()  # the previous step, as a serving loop ran it
+            reset()
+            if gap:
+                time.sleep(gap / 1000.0)
+            t0 = time.perf_counter()
+            fn()
+            out[gap] = (time.perf_counter() - t0) * 1000.0
+        return out
+
     def prefill(self, batch: int, prompt: int) -> list[float]:
         from dsd.runtime.backends import Step
 
@@ -180,6 +195,25 @@ class Profiler:
         items = [(kv, self._ids(query)) for kv in kvs]
         return self._time(lambda: self.runner.forward_batch(items), reset)
 
+    def step_after_gaps(self, kvs: list[Any], context: int, query: int, burst: int,
+                        gaps_ms: Iterable[float]) -> dict[float, float]:
+        """`step`'s job (a burst for a one-token decode with `burst` > 1) timed once
+        after each idle gap, in ms."""
+        def reset() -> None:
+            for kv in kvs:
+                kv.crop(context)
+
+        if burst > 1 and len(kvs) == 1 and query == 1:
+            kv, ids = kvs[0], self._ids(burst)
+
+            def run() -> None:
+                for tok in ids:
+                    self.runner.forward(kv, [tok], keep=1)
+
+            return self.after_gaps(run, reset, gaps_ms)
+        items = [(kv, self._ids(query)) for kv in kvs]
+        return self.after_gaps(lambda: self.runner.forward_batch(items), reset, gaps_ms)
+
     def caches(self, batch: int, context: int) -> list[Any]:
         """`batch` fresh caches holding `context` random tokens each."""
         kvs = [self.runner.new_kv() for _ in range(batch)]
@@ -194,10 +228,13 @@ class GridSession:
 
     The caches of each context length, and the prefills, live in engines of their own
     (`Backend.isolated`): in llama.cpp's shared KV pool every query attends over all used
-    cells, so caches kept for other points would slow each measured step."""
+    cells, so caches kept for other points would slow each measured step.
+
+    With `wake`, each pass also times the idle wake-up curve (perf/idle_wake.py) on the
+    cheapest verify (else decode) point: `wake_metadata()` gives it for the profile."""
 
     def __init__(self, runner: Any, name: str, points: Iterable[tuple[str, int, int, int]],
-                 decode_burst: int = 1):
+                 decode_burst: int = 1, wake: bool = True):
         self.name = name
         # A draft model's decode steps come in bursts (its window): time them that way.
         self.decode_burst = decode_burst
@@ -225,6 +262,13 @@ class GridSession:
             self.caches[c] = self.profs[c].caches(b, c)
         self.samples: dict[tuple[str, int, int, int], list[float]] = {
             p: [] for p in self.points}
+        # The idle wake-up curve is timed on the cheapest verify (else decode) job.
+        steps = [p for p in self.points if p[0] != "prefill" and p[1] == min(
+            q[1] for q in self.points if q[0] != "prefill")]
+        verifies = [p for p in steps if p[0] == "verify"]
+        self.wake_point = (min(verifies or steps, key=lambda p: (p[2], p[3]), default=None)
+                           if wake else None)
+        self.wake_samples: dict[float, list[float]] = {g: [] for g in WAKE_GAPS_MS}
 
     def _profiler(self, runner: Any, tokens: int, sessions: int, longest: int) -> Profiler:
         engine = runner.isolated(tokens + 64, sessions, max(longest, sessions, 32))
@@ -247,6 +291,28 @@ class GridSession:
                                             self.decode_burst if op == "decode" else 1))
             if keep:
                 self.samples[point] += took
+        if self.wake_point is not None:
+            op, b, c, q = self.wake_point
+            burst = self.decode_burst if op == "decode" else 1
+            for _ in range(WAKE_ROUNDS):
+                took_after = self.profs[c].step_after_gaps(self.caches[c][:b], c, q, burst,
+                                                           WAKE_GAPS_MS)
+                if keep:
+                    for gap, ms in took_after.items():
+                        self.wake_samples[gap].append(ms)
+
+    def wake(self) -> IdleWake | None:
+        """The measured idle wake-up curve (medians, extra over back to back)."""
+        if not all(self.wake_samples.values()):
+            return None
+        med = {g: statistics.median(v) for g, v in self.wake_samples.items()}
+        base = med[0.0]
+        return IdleWake([(g / 1000.0, max(0.0, ms - base) / 1000.0) for g, ms in med.items()])
+
+    def wake_metadata(self) -> dict[str, str]:
+        """`{idle_wake.<model>: curve}` for the profile's metadata (empty if unmeasured)."""
+        wake = self.wake()
+        return {META_PREFIX + self.name: wake.format()} if wake is not None else {}
 
     def rows(self, stat: str = "median") -> list[dict[str, Any]]:
         return [_row(self.name, *p, self.samples[p], stat) for p in self.points
@@ -262,15 +328,18 @@ def profile_model(
     points: Iterable[tuple[str, int, int, int]] | None = None,
     progress: Callable[[str], None] | None = None,
     stat: str = "median",
+    meta: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure every grid point (or the given points) of one runner; returns profile rows.
+    """Measure every grid point (or the given points) of one runner; returns profile rows
+    (and puts its idle wake-up curve into `meta`, when given).
 
     Repeats go round-robin over the points (one timing of each point per pass) rather than
     all repeats of one point back to back: a burst of load from another process then
     perturbs one sample of many points instead of every sample of a few, and the table
     stays smooth across the grid.
     """
-    session = GridSession(runner, name, points if points is not None else grid.points())
+    session = GridSession(runner, name, points if points is not None else grid.points(),
+                          wake=meta is not None)
     total = warmup + max(1, repeats)
     for rep in range(total):
         session.run_pass(keep=rep >= warmup)
@@ -278,6 +347,8 @@ def profile_model(
             progress(f"{name}: pass {rep + 1}/{total} over {len(session.points)} points"
                      + (" (warm-up)" if rep < warmup else ""))
     rows = session.rows(stat)
+    if meta is not None:
+        meta.update(session.wake_metadata())
     session.close()
     if progress:
         for r in rows:
@@ -388,7 +459,7 @@ def run_profile(
         meta[f"model.{name}"] = str(spec.path) + (f" ({spec.gguf_file})" if spec.gguf_file
                                                    else "")
         rows += profile_model(runner, name, spec.grid or grid, warmup, repeats,
-                              progress=progress, stat=stat)
+                              progress=progress, stat=stat, meta=meta)
         runner.close()
         del runner
     meta.update(environment(device if device != "auto" else _auto_device()))

@@ -177,6 +177,11 @@ class RealHarness:
         target_rows = json.loads(self._read())
         return target_rows + self._draft_session.rows(stat)
 
+    def wake_metadata(self) -> dict[str, str]:
+        """Both models' idle wake-up curves, as profile metadata."""
+        self._send("wake")
+        return {**json.loads(self._read()), **self._draft_session.wake_metadata()}
+
     def close(self) -> None:
         if self.proc is not None:
             try:

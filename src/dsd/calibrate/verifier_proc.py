@@ -8,7 +8,8 @@ PATH is a model directory (HF transformers) or a .gguf file (llama.cpp).
 Protocol on stdin/stdout, one line each: the process prints `READY <port>` once serving;
 `profile <passes>` runs that many profiling passes over the grid (only while no request is
 in flight: the parent sends it between configurations) and answers `DONE`; `rows <stat>`
-answers one JSON line with the profile rows so far; EOF stops it. Spreading the passes
+answers one JSON line with the profile rows so far; `wake` one JSON line with the metadata
+of its idle wake-up curve (docs/calibration.md); EOF stops it. Spreading the passes
 between the runs makes the profile see the same background load as the runs it predicts.
 """
 
@@ -50,6 +51,8 @@ async def _serve(cfg: dict[str, Any]) -> None:
             print("DONE", flush=True)
         elif cmd == "rows":
             print(json.dumps(session.rows(arg or "median")), flush=True)
+        elif cmd == "wake":
+            print(json.dumps(session.wake_metadata()), flush=True)
     await server.stop(0.5)
     await core.stop()
 

@@ -51,6 +51,9 @@ class DraftPool(Strict):
     gpu: str
     model: str
     latency: LatencySpec = LatencySpec()
+    # Host work of one speculation round on the device (event loop, messages, bookkeeping):
+    # it occupies the device as drafting does. `dsd experiment sim-vs-real` measures it.
+    round_host_ms: float = Field(default=0.0, ge=0)
 
 
 class TargetPool(Strict):

@@ -4,12 +4,15 @@ simulator's error on TTFT, TPOT and throughput.
 
 Steps: (1) pick the model pair and engine (`--models`, below); (2) start the verifier
 pinned to one CPU and the edge pinned to the other, each profiling its own model first
-(profile.csv); (3) serve every configuration (emulated RTT x gamma x concurrency, closed
-loop, fixed prompt/output lengths, greedy) and keep the per-request records
-(requests_real.jsonl); (4) fit per-position acceptance from those records
-(acceptance.yaml) and take each configuration's link as the edge measured it (round trip
-minus the verifier's time: the emulated delay plus gRPC and event-loop costs); (5) simulate
-each configuration with `latency: {type: table}` and the fitted acceptance; (6) write
+(profile.csv, with each model's idle wake-up curve); (3) serve one run that measures the
+edge's host work per round (RTT 0, one user, the middle window: a round's wall time minus
+its link, the verifier's time and the profiled drafting), then every configuration
+(emulated RTT x gamma x concurrency, closed loop, fixed prompt/output lengths, greedy) and
+keep the per-request records (requests_real.jsonl); (4) fit per-position acceptance from
+those records (acceptance.yaml) and take each configuration's link as the edge measured it
+(round trip minus the verifier's time: the emulated delay plus gRPC and event-loop costs);
+(5) simulate each configuration with `latency: {type: table}`, the edge's host work
+(`round_host_ms`) and the fitted acceptance; (6) write
 results.csv, summary.json (mape_ttft, mape_tpot, mape_throughput as fractions) and
 parity.png.
 
@@ -44,6 +47,8 @@ MODEL_CHOICES = ("tiny", "tiny-gguf", "qwen", "qwen-gguf")
 STAT = "median"
 # What the measurement leaves in the output folder; `--reuse` re-simulates from these.
 MEASURED, PROFILE, RECORDS = "measured.json", "profile.csv", "requests_real.jsonl"
+# The `config` of the records that measure the edge's host work per round (not compared).
+EDGE_HOST = "edge-host"
 
 
 def _plan(quick: bool, qwen: bool) -> dict[str, Any]:
@@ -152,15 +157,24 @@ def _measure(ctx: ExperimentContext) -> None:
     configs = [RealConfig(rtt, g, c, plan["requests"], plan["prompt"], plan["output"])
                for rtt, g, c in product(plan["rtts"], plan["gammas"], plan["concurrency"])]
 
+    # The edge's host work per round is measured on a run of its own, not on the runs the
+    # simulator is judged against: one user, no added RTT, the middle window.
+    gammas = sorted(plan["gammas"])
+    edge_cfg = RealConfig(0, gammas[len(gammas) // 2], 1, plan["requests"], plan["prompt"],
+                          plan["output"])
+
     # Profiling passes are spread between the runs (after some up front), so the profile
     # sees the same background load as the runs. A Qwen pass takes about a minute.
     every, passes = (3, 1) if qwen else (1, 4)
     records: list[dict[str, Any]] = []
-    bar = SweepProgress(len(configs), description="runtime configurations")
+    bar = SweepProgress(len(configs) + 1, description="runtime configurations")
     with RealHarness(pair, grid_target, grid_draft, warmup=1 if qwen else 2,
                      draft_gammas=tuple(plan["gammas"])) as harness:
         harness.start(passes=2 if qwen else 3)
         meta = environment("cpu")
+        for rec in harness.run(edge_cfg, seed=ctx.seed + 1):
+            records.append({**rec, "config": EDGE_HOST})
+        bar.advance(True)
         for i, cfg in enumerate(configs):
             records += harness.run(cfg, seed=ctx.seed)
             if (i + 1) % every == 0 or i + 1 == len(configs):
@@ -176,6 +190,7 @@ def _measure(ctx: ExperimentContext) -> None:
                          f"{harness.decode_burst}")
         meta[f"model.{pair.draft_name}"] = pair.draft_dir
         meta[f"model.{pair.target_name}"] = pair.target_dir
+        meta.update(harness.wake_metadata())
         write_profile(ctx.out / PROFILE, harness.profile_rows(STAT), meta)
     with (ctx.out / RECORDS).open("w") as fh:
         for r in records:
@@ -186,7 +201,8 @@ def _measure(ctx: ExperimentContext) -> None:
         "engine": type(harness.draft).__name__, "draft_path": pair.draft_dir,
         "target_path": pair.target_dir,
         "catalogs": [os.path.relpath(c, ctx.out) for c in catalogs],
-        "configs": [asdict(c) for c in configs], "loadavg_1m": meta.get("loadavg_1m"),
+        "configs": [asdict(c) for c in configs], "edge_host_config": asdict(edge_cfg),
+        "loadavg_1m": meta.get("loadavg_1m"),
     }, indent=2) + "\n")
 
 
@@ -195,7 +211,14 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
     configuration on the measured profile, and compare."""
     from dsd.acceptance.fitted import load_fitted, write_fitted
     from dsd.calibrate.acceptance import fit_acceptance
-    from dsd.calibrate.compare import ape, link_costs, metrics, scenario, simulate_config
+    from dsd.calibrate.compare import (
+        ape,
+        edge_host_ms,
+        link_costs,
+        metrics,
+        scenario,
+        simulate_config,
+    )
 
     try:
         measured = json.loads((out / MEASURED).read_text())
@@ -205,6 +228,12 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
         raise DsdError(f"{out}: no usable measurements to reuse ({exc})") from None
     draft, target = measured["draft"], measured["target"]
     configs = [RealConfig(**c) for c in measured["configs"]]
+    catalogs = [str(out / c) for c in measured["catalogs"]]
+    host_records = [r for r in records if r["config"] == EDGE_HOST]
+    records = [r for r in records if r["config"] != EDGE_HOST]
+    # Runs measured before the edge-host run existed simulate without host work.
+    host_ms = (edge_host_ms(host_records, _draft_step_ms(out / PROFILE, draft, catalogs))
+               if host_records else 0.0)
     fit = fit_acceptance(records, draft, target, "synthetic")
     acceptance = load_fitted(write_fitted(out / "acceptance.yaml", fit))
     by_config = {cfg.label: [r for r in records if r["config"] == cfg.label] for cfg in configs}
@@ -224,9 +253,9 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
         # judged; fitted: acceptance sampled from the fit, the fully predictive variant.
         logs = [x["rounds_log"] for x in sorted(recs, key=_issue_order)]
         sims = {name: simulate_config(scenario(
-            cfg, draft, target, str(out / PROFILE), acceptance, link_ms,
-            [str(out / c) for c in measured["catalogs"]], setup_ms=setup_ms, seed=seed,
-            replay=replay)) for name, replay in (("replay", logs), ("fitted", None))}
+            cfg, draft, target, str(out / PROFILE), acceptance, link_ms, catalogs,
+            setup_ms=setup_ms, seed=seed, replay=replay, round_host_ms=host_ms))
+            for name, replay in (("replay", logs), ("fitted", None))}
         sim = sims["replay"]
         r = metrics(recs)
         drafted = sum(x["drafted_tokens"] for x in recs)
@@ -269,6 +298,7 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
         "prompt_tokens": configs[0].prompt_tokens, "output_tokens": configs[0].output_tokens,
         "network_overhead_ms_median": round(overhead_ms, 3),
         "session_setup_ms": round(setup_ms, 3),
+        "edge_round_host_ms": round(host_ms, 3),
         "fitted_alphas": fit["alphas"], "fitted_spread": fit["spread"],
         "loadavg_1m": measured.get("loadavg_1m"),
     }
@@ -277,10 +307,24 @@ def _compare(out: Path, seed: int) -> ExperimentResult:
                          f"{len(out_rows)} configurations x {configs[0].requests} requests")
     notes = [f"profile {PROFILE}, acceptance acceptance.yaml (alpha mean "
              f"{fit['acceptance_rate']:.3f}), measured link overhead {overhead_ms:.2f} ms "
-             f"(median) on top of the emulated RTT, session set-up {setup_ms:.2f} ms"]
+             f"(median) on top of the emulated RTT, session set-up {setup_ms:.2f} ms, edge "
+             f"host work {host_ms:.2f} ms a round (measured on a run of its own)"]
     cols = ["config", "acceptance", "real_ttft_ms", "sim_ttft_ms", "err_ttft", "real_tpot_ms",
             "sim_tpot_ms", "err_tpot", "real_tput", "sim_tput", "err_throughput"]
     return ExperimentResult(out_rows, summary, plots, cols, notes, axes=("config",))
+
+
+def _draft_step_ms(profile: Path, draft: str, catalogs: list[str]) -> Any:
+    """The profiled cost (ms) of one draft decode step at a context, as the simulator
+    prices it."""
+    from dsd.catalog import load_catalog
+    from dsd.perf import Deployment
+    from dsd.perf.table import TablePredictor
+
+    catalog = load_catalog(catalogs)
+    step = TablePredictor(str(profile)).bind(Deployment(catalog.gpu("cpu"),
+                                                        catalog.model(draft)))
+    return lambda context: 1000.0 * step.step_s(1, 1, context, context + 1)
 
 
 def _issue_order(record: dict[str, Any]) -> tuple[int, str]:

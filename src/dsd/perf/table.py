@@ -17,6 +17,8 @@ longest sequence's context: the runtime pads every cache to the longest. Below a
 smallest point the value is clamped (latency only grows with each axis, and these are tiny
 inputs). Above the grid the roofline takes over, scaled to agree with the table at the
 grid's edge so the prediction stays continuous; that is warned about once per deployment.
+A model's `idle_wake.<model>` metadata line (perf/idle_wake.py) becomes the step's `wake`:
+what a step pays on top when its executor sat idle before it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from dsd.errors import DataError
 from dsd.perf.base import Deployment
 from dsd.perf.bound import BoundPredictor
+from dsd.perf.idle_wake import IdleWake, wake_from_metadata
 from dsd.perf.memory import MIN_KV_TOKENS
 from dsd.perf.registry import register_predictor
 from dsd.perf.roofline import RooflineStep
@@ -248,9 +251,11 @@ def _first_missing(axes: list[list], values: dict[tuple, float]) -> tuple:
 class TableStep:
     """A profile bound to one deployment: the simulator's per-step cost function."""
 
-    def __init__(self, hw: Deployment, rows: list[dict[str, Any]], source: str) -> None:
+    def __init__(self, hw: Deployment, rows: list[dict[str, Any]], source: str,
+                 wake: IdleWake | None = None) -> None:
         self.hw = hw
         self.source = source
+        self.wake = wake  # what a step pays after its executor idled (perf/idle_wake.py)
         self.roofline = RooflineStep(hw)
         prefill = [r for r in rows if r["op"] == "prefill"]
         steps = [r for r in rows if r["op"] != "prefill"]
@@ -371,7 +376,8 @@ class TablePredictor(BoundPredictor):
         if tp.isdigit() and int(tp) != hw.tp:
             _warn_once(f"latency table {self.path} was measured at tp={tp}, the pool uses "
                        f"tp={hw.tp}")
-        return TableStep(hw, rows, self.path)
+        return TableStep(hw, rows, self.path,
+                         wake_from_metadata(profile.metadata, rows[0]["model"], self.path))
 
 
 _WARNED: set[str] = set()

@@ -93,7 +93,8 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
             raise ConfigError(f"{where}: {exc}") from None
         targets = [s for s in servers if target_families[s.pool] == model.family]
         for _ in range(pool.count):
-            devices.append(DraftDevice(len(devices), p, step, targets))
+            devices.append(DraftDevice(len(devices), p, step, targets,
+                                       pool.round_host_ms / 1000.0))
 
     net_cfg = config.network
     low, high = (net_cfg.rtt_ms if isinstance(net_cfg.rtt_ms, tuple)

@@ -75,15 +75,20 @@ class DraftDevice:
     """An edge device: one draft model drafting for one request at a time, first come first
     served. `busy_until` is the whole queue state: a new draft starts when the device frees."""
 
-    __slots__ = ("device_id", "pool", "step", "busy_until", "targets", "busy_time")
+    __slots__ = ("device_id", "pool", "step", "busy_until", "targets", "busy_time", "wake",
+                 "round_host_s")
 
-    def __init__(self, device_id: int, pool: int, step: Any, targets: list[TargetServer]) -> None:
+    def __init__(self, device_id: int, pool: int, step: Any, targets: list[TargetServer],
+                 round_host_s: float = 0.0) -> None:
         self.device_id = device_id
         self.pool = pool
         self.step = step  # perf StepModel of the draft model on this device
         self.busy_until = 0.0
         self.busy_time = 0.0
         self.targets = targets  # servers with a tokenizer-compatible target model
+        # A measured profile's idle wake-up cost (perf/idle_wake.py), else None.
+        self.wake = getattr(step, "wake", None)
+        self.round_host_s = round_host_s  # host work per round besides drafting
 
     def draft_step_s(self, context: int) -> float:
         return self.step.step_s(1, 1, context, context + 1)
@@ -105,7 +110,7 @@ class TargetServer:
         "remaining_tokens", "est_step_s", "prefills_pending", "max_seqs", "max_tokens",
         "chunked", "swap_s_per_token", "swap_pending_s", "batch_end",
         "step_start", "step_prefill_s", "kv_area", "kv_t", "kv_last",
-        "seq_cap",
+        "seq_cap", "wake",
     )
 
     def __init__(self, server_id: int, pool: int, step: Any, draft_step: Any, batcher: Any,
@@ -151,7 +156,8 @@ class TargetServer:
         gbps = engine.swap_gbps if engine else 25.0
         self.swap_s_per_token = kv_bytes_per_token / (tp * gbps * 1e9)
         self.swap_pending_s = 0.0  # swap time the next step pays
-        self.batch_end = 0.0
+        self.batch_end = 0.0  # when the running (or last) step ends
+        self.wake = getattr(step, "wake", None)  # idle wake-up cost of a measured profile
         self.seq_cap = self.max_batch  # sequences a full step holds (occupancy denominator)
         # The running step started at `step_start` and spends `step_prefill_s` of its time
         # on prefill work (interference of the verifies that wait behind it).

@@ -123,6 +123,8 @@ class Simulator(ServerSteps, KvMemory):
         if mode == "distributed":  # the edge prefills its draft cache meanwhile
             start = max(now, dev.busy_until)
             cost = dev.prefill_s(req.prompt)
+            if dev.wake is not None:
+                cost += dev.wake.adjust_s(start - dev.busy_until, cost)
             dev.busy_until = start + cost
             dev.busy_time += cost
         up = self.net.one_way(dev.device_id, server.server_id, req.prompt) + self.net.setup_s
@@ -316,6 +318,9 @@ class Simulator(ServerSteps, KvMemory):
         context = req.prompt + req.generated
         draft = gamma * dev.step.step_s(1, 1, context + gamma // 2, context + gamma // 2 + 1) \
             if gamma else 0.0
+        if gamma and dev.wake is not None:  # a draft after an idle gap starts cold
+            draft += dev.wake.adjust_s(start - dev.busy_until, draft)
+        draft += dev.round_host_s
         dev.busy_until = start + draft
         dev.busy_time += draft
         req.gamma = gamma

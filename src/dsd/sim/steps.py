@@ -113,6 +113,8 @@ class ServerSteps:
         if server.swap_pending_s:  # swaps run inside the step, as in vLLM
             duration += server.swap_pending_s
             server.swap_pending_s = 0.0
+        if server.wake is not None:  # a step after an idle gap starts cold (perf/idle_wake.py)
+            duration += server.wake.adjust_s(now - server.batch_end, duration)
         server.busy = True
         server.busy_time += duration
         server.batch_end = end = now + duration
