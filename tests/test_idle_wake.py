@@ -14,6 +14,7 @@ from dsd.errors import DataError
 from dsd.perf import Deployment
 from dsd.perf.idle_wake import IDLE_MIN_S, IdleWake
 from dsd.perf.table import TablePredictor, write_profile
+from single_user_scenario import single_user_scenario
 
 MODEL = "qwen2.5-0.5b"
 # extra ms over back to back: 0.5 ms after the profiler's 2 ms gap, 2.5 ms from 10 ms on
@@ -87,21 +88,7 @@ def test_simulator_charges_the_wake_up_to_steps_after_an_idle_gap(tmp_path):
     from dsd.sim import simulate
 
     def run(profile: Path) -> float:
-        latency = {"type": "table", "path": str(profile)}
-        cfg = {
-            "name": "wake", "seed": 1,
-            "cluster": {"drafts": [{"count": 1, "gpu": "cpu", "model": MODEL,
-                                    "latency": latency}],
-                        "targets": [{"count": 1, "gpu": "cpu", "model": MODEL,
-                                     "latency": latency}]},
-            "network": {"rtt_ms": 10, "bandwidth_mbps": 1e9},
-            "workload": {"dataset": "synthetic", "prompt": {"fixed": 64},
-                         "output": {"fixed": 32},
-                         "arrival": {"type": "closed_loop", "concurrency": 1}},
-            "acceptance": {"alpha": 0.0},
-            "policies": {"window": {"name": "static", "gamma": 2}},
-            "simulation": {"duration_s": 5, "max_requests": 3},
-        }
+        cfg = single_user_scenario({"type": "table", "path": str(profile)}, MODEL, "wake")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return simulate(cfg)["tpot_ms_p50"]

@@ -19,6 +19,7 @@ from dsd.perf.table import (
     read_profile,
     write_profile,
 )
+from single_user_scenario import single_user_scenario
 
 MODEL = "qwen2.5-0.5b"
 BATCHES = (1, 2, 4)
@@ -196,24 +197,8 @@ def test_bad_files(tmp_path):
 def test_simulation_with_table_latency(profile, tmp_path):
     from dsd.sim import simulate
 
-    def config(latency: dict) -> dict:
-        return {
-            "name": "table", "seed": 1,
-            "cluster": {"drafts": [{"count": 1, "gpu": "cpu", "model": MODEL,
-                                    "latency": latency}],
-                        "targets": [{"count": 1, "gpu": "cpu", "model": MODEL,
-                                     "latency": latency}]},
-            "network": {"rtt_ms": 10, "bandwidth_mbps": 1e9},
-            "workload": {"dataset": "synthetic", "prompt": {"fixed": 64},
-                         "output": {"fixed": 32},
-                         "arrival": {"type": "closed_loop", "concurrency": 1}},
-            "acceptance": {"alpha": 0.0},
-            "policies": {"window": {"name": "static", "gamma": 2}},
-            "simulation": {"duration_s": 5, "max_requests": 3},
-        }
-
-    res = simulate(config({"type": "table", "path": str(profile)}))
-    roof = simulate(config({"type": "roofline"}))
+    res = simulate(single_user_scenario({"type": "table", "path": str(profile)}, MODEL))
+    roof = simulate(single_user_scenario({"type": "roofline"}, MODEL))
     assert res["requests_completed"] == 3
     # alpha 0: every round = 2 draft steps + a verify of 3 tokens + the 10 ms round trip,
     # and yields one token, so TPOT follows from the table's decode and verify costs (the

@@ -180,25 +180,19 @@ class Profiler:
         """One decode/verify step over the given caches (each holding `context` tokens).
         `burst` > 1 (one sequence, one token): that many decode steps back to back, as a
         draft model drafts its window, timed per step."""
-        def reset() -> None:
-            for kv in kvs:
-                kv.crop(context)
-
-        if burst > 1 and len(kvs) == 1 and query == 1:
-            kv, ids = kvs[0], self._ids(burst)
-
-            def run() -> None:
-                for tok in ids:
-                    self.runner.forward(kv, [tok], keep=1)
-
-            return [ms / burst for ms in self._time(run, reset)]
-        items = [(kv, self._ids(query)) for kv in kvs]
-        return self._time(lambda: self.runner.forward_batch(items), reset)
+        run, reset, steps = self._step_job(kvs, context, query, burst)
+        return [ms / steps for ms in self._time(run, reset)]
 
     def step_after_gaps(self, kvs: list[Any], context: int, query: int, burst: int,
                         gaps_ms: Iterable[float]) -> dict[float, float]:
-        """`step`'s job (a burst for a one-token decode with `burst` > 1) timed once
+        """`step`'s whole job (a burst, for a one-token decode with `burst` > 1) timed once
         after each idle gap, in ms."""
+        run, reset, _ = self._step_job(kvs, context, query, burst)
+        return self.after_gaps(run, reset, gaps_ms)
+
+    def _step_job(self, kvs: list[Any], context: int, query: int,
+                  burst: int) -> tuple[Callable[[], None], Callable[[], None], int]:
+        """(run, reset, forward steps in it) of the job `step` times."""
         def reset() -> None:
             for kv in kvs:
                 kv.crop(context)
@@ -210,9 +204,9 @@ class Profiler:
                 for tok in ids:
                     self.runner.forward(kv, [tok], keep=1)
 
-            return self.after_gaps(run, reset, gaps_ms)
+            return run, reset, burst
         items = [(kv, self._ids(query)) for kv in kvs]
-        return self.after_gaps(lambda: self.runner.forward_batch(items), reset, gaps_ms)
+        return (lambda: self.runner.forward_batch(items)), reset, 1
 
     def caches(self, batch: int, context: int) -> list[Any]:
         """`batch` fresh caches holding `context` random tokens each."""
