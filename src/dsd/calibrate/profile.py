@@ -256,12 +256,12 @@ class GridSession:
             self.caches[c] = self.profs[c].caches(b, c)
         self.samples: dict[tuple[str, int, int, int], list[float]] = {
             p: [] for p in self.points}
-        # The idle wake-up curve is timed on the cheapest verify (else decode) job.
-        steps = [p for p in self.points if p[0] != "prefill" and p[1] == min(
-            q[1] for q in self.points if q[0] != "prefill")]
+        # The idle wake-up curve is timed on the cheapest verify (else decode) job:
+        # smallest batch, then context, then query.
+        steps = [p for p in self.points if p[0] != "prefill"]
         verifies = [p for p in steps if p[0] == "verify"]
-        self.wake_point = (min(verifies or steps, key=lambda p: (p[2], p[3]), default=None)
-                           if wake else None)
+        self.wake_point = (min(verifies or steps, key=lambda p: (p[1], p[2], p[3]),
+                               default=None) if wake else None)
         self.wake_samples: dict[float, list[float]] = {g: [] for g in WAKE_GAPS_MS}
 
     def _profiler(self, runner: Any, tokens: int, sessions: int, longest: int) -> Profiler:

@@ -1,9 +1,7 @@
 """Metric definitions, streaming collection, the per-request table.
 
-`REQUEST_SCHEMA` and `TIMESERIES_SCHEMA` (Arrow schemas) are built on first use: importing
-this package does not import pyarrow."""
-
-from typing import Any
+`request_schema()` and `timeseries_schema()` build the Arrow schemas on first use:
+importing this package does not import pyarrow."""
 
 from dsd.metrics.collector import MetricsCollector
 from dsd.metrics.sketch import QuantileSketch
@@ -15,13 +13,5 @@ from dsd.metrics.table import (
 )
 from dsd.metrics.timeseries import TimeSeriesRecorder, timeseries_schema
 
-__all__ = ["MetricsCollector", "QuantileSketch", "REQUEST_COLUMNS", "REQUEST_SCHEMA",
-           "RequestTableWriter", "TIMESERIES_SCHEMA", "TimeSeriesRecorder", "read_request_table"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "REQUEST_SCHEMA":
-        return request_schema()
-    if name == "TIMESERIES_SCHEMA":
-        return timeseries_schema()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["MetricsCollector", "QuantileSketch", "REQUEST_COLUMNS", "RequestTableWriter",
+           "TimeSeriesRecorder", "read_request_table", "request_schema", "timeseries_schema"]

@@ -4,7 +4,8 @@ Rows are streamed to disk in row groups, so memory stays bounded by the buffer s
 
 pyarrow and numpy are imported when the first rows are written, not with this module: they
 take about as long to import as a short simulation takes to run, and a simulator that keeps
-no table (sweeps, experiments) never needs them. `REQUEST_SCHEMA` is built on first use.
+no table (sweeps, experiments) never needs them. `request_schema()` builds the Arrow
+schema on first use.
 """
 
 from __future__ import annotations
@@ -48,12 +49,6 @@ def arrow_schema(fields: tuple[tuple[str, str], ...]) -> pa.Schema:
 @cache
 def request_schema() -> pa.Schema:
     return arrow_schema(REQUEST_FIELDS)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "REQUEST_SCHEMA":  # built on first use: it needs pyarrow
-        return request_schema()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RequestTableWriter:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dsd.metrics.table import arrow_schema
 
@@ -40,12 +40,6 @@ TIMESERIES_FIELDS = (("t_s", "float64"), ("series", "string"), ("entity", "int64
 @cache
 def timeseries_schema() -> pa.Schema:
     return arrow_schema(TIMESERIES_FIELDS)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TIMESERIES_SCHEMA":  # built on first use: it needs pyarrow
-        return timeseries_schema()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TimeSeriesRecorder:
