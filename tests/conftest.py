@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,13 @@ def report_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pat
     from report_runs import make_runs
 
     return make_runs(tmp_path_factory.mktemp("report-runs"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_dsd_logging():
+    """A test that runs `dsd serve` in-process points the "dsd" logger at that test's
+    captured stderr, which pytest closes afterwards: restore the logger after each test."""
+    logger = logging.getLogger("dsd")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
