@@ -244,7 +244,7 @@ def test_load_catalog_reads_user_files_in_order(tmp_path: Path) -> None:
         ),
         ("gpus:\n  A100:\n    tflops: fast\n", r"bad\.yaml: gpus\.A100: tflops: "),
         ("gpus:\n  A100:\n    mem_eff: 1.5\n", r"bad\.yaml: gpus\.A100: mem_eff: "),
-        ("gpus:\n  A100:\n    colour: green\n", r"bad\.yaml: gpus\.A100: colour: unknown field"),
+        ("gpus:\n  A100:\n    colour: green\n", r"bad\.yaml: gpus\.A100: colour: unknown key"),
         ("gpus:\n  A100:\n    dtype_bytes: 3\n", r"bad\.yaml: gpus\.A100: dtype_bytes"),
         ("models:\n  llama-2-7b:\n    kv_heads: 5\n", r"bad\.yaml: models\.llama-2-7b: .*kv_heads"),
         ("models:\n  m: 3\n", r"bad\.yaml: models\.m: expected a mapping"),

@@ -17,9 +17,10 @@ from dsd.config.schema import (
     TargetPool,
     WorkloadSpec,
 )
+from dsd.config.validation import to_builtins
 
 __all__ = [
-    "apply_override", "dump_config", "load_config", "read_yaml",
+    "apply_override", "dump_config", "load_config", "read_yaml", "to_builtins",
     "AcceptanceSpec", "ArrivalSpec", "ClusterSpec", "DraftPool", "EngineSpec", "LatencySpec",
     "NetworkSpec", "PoliciesSpec", "PolicySpec", "ScenarioConfig", "SimulationSpec", "SloSpec",
     "TargetPool", "WorkloadSpec",

@@ -11,38 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from dsd.config.schema import PolicySpec, ScenarioConfig
+from dsd.config.validation import convert, to_builtins
 from dsd.errors import ConfigError
 
-
-def format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("tuple[float, float]", "float") or "[" in str(part):
-            continue  # pydantic's union branch names (literal[...], function-after[...])
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    err = errors[0]
-    loc = format_loc(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "literal_error":  # a union of literals fails once per branch: merge
-        expected = [e["ctx"]["expected"].replace(" or ", ", ") for e in errors
-                    if e["type"] == "literal_error" and format_loc(e["loc"]) == loc]
-        msg = f"{err['input']!r} is not one of {', '.join(expected)}"
-    elif err["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; see examples/ for valid keys)"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    return f"{loc}: {msg}"
+UNKNOWN_KEY_HINT = " (check the spelling; see examples/ for valid keys)"
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -130,7 +104,7 @@ def load_config(
 ) -> ScenarioConfig:
     """Validated scenario from a YAML path, a dict or a config, with overrides applied."""
     if isinstance(source, ScenarioConfig):
-        data = source.model_dump(mode="python", exclude_unset=False)
+        data = to_builtins(source)
         base_dir = Path.cwd()
     elif isinstance(source, dict):
         data, base_dir = copy.deepcopy(source), Path.cwd()
@@ -140,10 +114,13 @@ def load_config(
         apply_override(data, assignment)
     if seed is not None:
         data["seed"] = seed
+    if isinstance(data.get("mode"), str):  # `cloud-only` reads as `cloud_only`
+        data["mode"] = data["mode"].replace("-", "_")
     try:
-        config = ScenarioConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_first_error(exc)) from None
+        config = convert(data, ScenarioConfig)
+    except ConfigError as exc:
+        hint = UNKNOWN_KEY_HINT if str(exc).endswith(": unknown key") else ""
+        raise ConfigError(f"{exc}{hint}") from None
     _resolve_paths(config, base_dir)
     check_semantics(config)
     return config
@@ -247,4 +224,4 @@ def _check_trace(path: str | None) -> None:
 
 
 def dump_config(config: ScenarioConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(to_builtins(config), sort_keys=False)

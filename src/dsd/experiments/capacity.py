@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dsd.config import ScenarioConfig, load_config
+from dsd.config import ScenarioConfig, load_config, to_builtins
 from dsd.errors import ConfigError
 from dsd.experiments.executors import executor_width
 from dsd.experiments.registry import Executor, InProcessExecutor
@@ -150,7 +150,7 @@ def capacity_search(
             if key not in ("ttft_ms", "tpot_ms"):
                 raise ConfigError(f"capacity: unknown SLO {key!r} (use ttft_ms, tpot_ms)")
             setattr(cfg.slo, key, float(value))
-    base = cfg.model_dump(mode="json")
+    base = to_builtins(cfg)
     ex = executor or InProcessExecutor()
     width = executor_width(ex)
     integer = over == "drafts"

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from dsd.config import ScenarioConfig
+from dsd.config import ScenarioConfig, to_builtins
 from dsd.sim.entities import DraftDevice, Request
 from dsd.workload import ThinkTime, length_profile, make_arrivals, read_trace
 
@@ -54,7 +54,7 @@ class OpenLoopDriver(_Driver):
     def __init__(self, config: ScenarioConfig, devices: list[DraftDevice],
                  rng: random.Random) -> None:
         super().__init__(config, devices, rng)
-        spec = config.workload.arrival.model_dump(exclude_none=True)
+        spec = to_builtins(config.workload.arrival, drop_none=True)
         if "rate_per_device" in spec:
             spec["rate"] = spec.pop("rate_per_device") * len(devices)
         for key in ("concurrency", "think_time_s", "think_dist", "path"):

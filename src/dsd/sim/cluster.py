@@ -10,7 +10,7 @@ from typing import Any
 from dsd.acceptance import AcceptanceModel, fitted_table, resolve_acceptance
 from dsd.acceptance.replay import ReplayAcceptance, load_round_logs
 from dsd.catalog import load_catalog
-from dsd.config import ScenarioConfig
+from dsd.config import ScenarioConfig, to_builtins
 from dsd.errors import ConfigError
 from dsd.perf import Deployment, kv_capacity_tokens, make_predictor
 from dsd.policies import (
@@ -66,7 +66,7 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
         model = catalog.model(pool.model)
         draft_name = pool.draft_model or _default_draft(config, catalog, model.family)
         try:
-            predictor = make_predictor(pool.latency.model_dump())
+            predictor = make_predictor(to_builtins(pool.latency))
             hw = Deployment(catalog.gpu(pool.gpu), model, pool.tp)
             step = predictor.bind(hw)
             draft_hw = Deployment(catalog.gpu(pool.gpu), catalog.model(draft_name))
@@ -87,7 +87,7 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
         where = f"cluster.drafts[{p}]"
         model = catalog.model(pool.model)
         try:
-            step = make_predictor(pool.latency.model_dump()).bind(
+            step = make_predictor(to_builtins(pool.latency)).bind(
                 Deployment(catalog.gpu(pool.gpu), model))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
@@ -106,7 +106,7 @@ def build_cluster(config: ScenarioConfig) -> Cluster:
                       net_cfg.bytes_per_token, rngs["network"], net_cfg.setup_ms / 1000.0)
 
     dataset = config.workload.dataset
-    spec = config.acceptance.model_dump(exclude_none=True)
+    spec = to_builtins(config.acceptance, drop_none=True)
     if "path" in spec:  # fitted files act as table entries after the inline ones
         spec["table"] = [*spec.get("table", []), *fitted_table(spec.pop("path"))]
     replay = spec.pop("replay", None)
