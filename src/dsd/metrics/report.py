@@ -1,12 +1,16 @@
-"""Human-readable summaries: one table per run, or side by side for several runs."""
+"""Human-readable summaries: one table per run, or side by side for several runs.
+
+The table is drawn here, in rich's heavy-head box style, rather than by rich: importing and
+rendering with rich costs ~40 ms, a sixth of `dsd simulate`'s start-up budget (0.25 s), to
+print 23 lines.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import Any, TextIO
 
 # (summary key, label, format)
 ROWS: list[tuple[str, str, str]] = [
@@ -45,17 +49,34 @@ def _fmt(value: Any, fmt: str) -> str:
 
 
 def summary_table(summaries: Sequence[dict[str, Any]], titles: Sequence[str],
-                  title: str = "") -> Table:
-    table = Table(title=title or None, show_header=True, header_style="bold")
-    table.add_column("metric")
-    for name in titles:
-        table.add_column(name, justify="right")
-    for key, label, fmt in ROWS:
-        if any(key in s for s in summaries):
-            table.add_row(label, *(_fmt(s.get(key), fmt) for s in summaries))
-    return table
+                  title: str = "", bold: bool = False) -> str:
+    """The summaries as a box-drawn table, one column per run; `bold` sets the header in
+    ANSI bold."""
+    rows = [[label, *(_fmt(s.get(key), fmt) for s in summaries)]
+            for key, label, fmt in ROWS if any(key in s for s in summaries)]
+    header = ["metric", *titles]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(left: str, fill: str, mid: str, right: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def cells(row: list[str], edge: str, head: bool = False) -> str:
+        texts = [c.ljust(w) if i == 0 else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        if head and bold:
+            texts = [f"\033[1m{t}\033[0m" for t in texts]
+        return edge + edge.join(f" {t} " for t in texts) + edge
+
+    out = [line("┏", "━", "┳", "┓"), cells(header, "┃", head=True), line("┡", "━", "╇", "┩")]
+    out += [cells(r, "│") for r in rows]
+    out.append(line("└", "─", "┴", "┘"))
+    if title:
+        out.insert(0, title.center(len(out[0])).rstrip())
+    return "\n".join(out)
 
 
 def print_summaries(summaries: Sequence[dict[str, Any]], titles: Sequence[str],
-                    title: str = "", console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(summaries, titles, title))
+                    title: str = "", file: TextIO | None = None) -> None:
+    file = file or sys.stdout
+    bold = file.isatty() and "NO_COLOR" not in os.environ
+    print(summary_table(summaries, titles, title, bold), file=file)
