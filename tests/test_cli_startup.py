@@ -1,24 +1,37 @@
-"""What `dsd simulate` loads before it simulates anything: only the command's own module and
-the libraries the run uses, numpy and pyarrow only to write its tables (the speed figure is
+"""What `dsd simulate` loads: only the command's own module and the libraries the run uses;
+neither numpy nor pyarrow, even to write its tables (the speed figure is
 `benchmarks/cli_startup.py`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from dsd.metrics import REQUEST_COLUMNS, RequestTableWriter
+from dsd.metrics import (
+    REQUEST_COLUMNS,
+    RequestTableWriter,
+    request_schema,
+    timeseries_schema,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-UNWANTED = ("pandas", "asyncio", "torch", "matplotlib", "plotly", "dsd.cli.serve",
-            "dsd.cli.sweep", "dsd.experiments", "dsd.report")
+# This tree's sources first: a relative PYTHONPATH (or another tree's editable install)
+# would otherwise give the child process other code than the one under test.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+HEAVY = ("numpy", "pyarrow", "torch", "scipy", "pandas")
+UNWANTED = (*HEAVY, "asyncio", "matplotlib", "plotly", "dsd.cli.serve", "dsd.cli.sweep",
+            "dsd.experiments", "dsd.report")
 
 
 def test_simulate_imports_only_what_it_uses(tmp_path):
+    """Even with `--out`: its Parquet files are written by dsd's own writer, which pyarrow
+    reads back with the tables' schemas."""
     code = (
         "import json, sys\n"
         "from dsd.cli.main import main\n"
@@ -28,19 +41,26 @@ def test_simulate_imports_only_what_it_uses(tmp_path):
         f"print(json.dumps([rc, [m for m in {UNWANTED!r} if m in sys.modules]]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=tmp_path)
+                         check=True, cwd=tmp_path, env=ENV)
     rc, loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert rc == 0 and loaded == []
-    assert (tmp_path / "run" / "requests.parquet").is_file()
-
-
-HEAVY = ("numpy", "pyarrow", "torch", "scipy", "pandas")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    requests = pq.read_table(tmp_path / "run" / "requests.parquet")
+    assert requests.schema.equals(request_schema())
+    assert requests.num_rows == summary["requests_completed"] > 0
+    series = pq.read_table(tmp_path / "run" / "timeseries.parquet")
+    assert series.schema.equals(timeseries_schema())
+    points = len(set(series["t_s"].to_pylist()))
+    servers = 2  # examples/quickstart.yaml
+    gammas = series["series"].to_pylist().count("gamma")
+    assert points > 1 and 0 < gammas <= points
+    assert series.num_rows == 3 * servers * points + gammas
 
 
 def _loaded_after(code: str, cwd: Path) -> list:
     """Runs `code` in a fresh interpreter; the last line it prints, as JSON."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=cwd)
+                         check=True, cwd=cwd, env=ENV)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -2,10 +2,10 @@
 
 Rows are streamed to disk in row groups, so memory stays bounded by the buffer size.
 
-pyarrow and numpy are imported when the first rows are written, not with this module: they
-take about as long to import as a short simulation takes to run, and a simulator that keeps
-no table (sweeps, experiments) never needs them. `request_schema()` builds the Arrow
-schema on first use.
+Parquet files are written by dsd's own writer (`dsd.metrics.parquet`), without pyarrow or
+numpy, which take about as long to import as a short simulation takes to run. The in-memory
+table and CSV still use pyarrow, imported when the first rows are flushed.
+`request_schema()` builds the Arrow schema on first use.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from dsd.metrics.parquet import ParquetWriter
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -73,30 +75,36 @@ class RequestTableWriter:
     def _flush(self) -> None:
         if not self._rows:
             return
+        columns = list(zip(*self._rows, strict=True))
+        self.rows_written += len(self._rows)
+        self._rows = []
+        if self.path is not None and self.path.suffix != ".csv":  # dsd's writer: no pyarrow
+            self._open().write_columns([list(col) for col in columns])
+            return
         import pyarrow as pa
 
         schema = request_schema()
-        columns = list(zip(*self._rows, strict=True))
         batch = pa.RecordBatch.from_arrays(
             [_column(col, f.type) for col, f in zip(columns, schema, strict=True)],
             schema=schema,
         )
-        self.rows_written += len(self._rows)
-        self._rows = []
         if self.path is None:
             self._batches.append(batch)
-            return
+        else:
+            self._open().write_batch(batch)
+
+    def _open(self) -> Any:
+        """The file's writer, made on first use."""
         if self._writer is None:
+            assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.suffix == ".csv":
                 import pyarrow.csv as pacsv
 
-                self._writer = pacsv.CSVWriter(str(self.path), schema)
+                self._writer = pacsv.CSVWriter(str(self.path), request_schema())
             else:
-                import pyarrow.parquet as pq
-
-                self._writer = pq.ParquetWriter(str(self.path), schema)
-        self._writer.write_batch(batch)
+                self._writer = ParquetWriter(self.path, REQUEST_FIELDS)
+        return self._writer
 
     def close(self) -> pa.Table | None:
         self._flush()
@@ -104,18 +112,7 @@ class RequestTableWriter:
             import pyarrow as pa
 
             return pa.Table.from_batches(self._batches, schema=request_schema())
-        if self._writer is None:  # no rows: still leave a valid empty file
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.suffix == ".csv":
-                import pyarrow.csv as pacsv
-
-                pacsv.write_csv(request_schema().empty_table(), str(self.path))
-            else:
-                import pyarrow.parquet as pq
-
-                pq.write_table(request_schema().empty_table(), str(self.path))
-        else:
-            self._writer.close()
+        self._open().close()  # with no rows, still a valid file with the header or schema
         return None
 
 

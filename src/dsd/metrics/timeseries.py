@@ -16,16 +16,19 @@ interval's end `t_s`:
 - `gamma` (entity -1): mean window chosen over all sessions' rounds in the interval
   (no row when no round started).
 
-Recording is plain Python (a point is 4 lists of n floats); numpy and pyarrow are imported
-by `to_table` only, so a run that keeps no table never loads them.
+Recording is plain Python (a point is 4 lists of n floats), and so is `write_parquet` (dsd's
+own Parquet writer); numpy and pyarrow are imported by `to_table` only, so a run that keeps
+no table in memory never loads them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsd.metrics.parquet import ParquetWriter
 from dsd.metrics.table import arrow_schema
 
 if TYPE_CHECKING:
@@ -107,6 +110,42 @@ class TimeSeriesRecorder:
             gamma.append(self.gamma[-1])
         self.t, self.dt, self.values, self.gamma = t, dt, values, gamma
         self.interval *= 2
+
+    def columns(self) -> list[list]:
+        """The table's columns (t_s, series, entity, value) as lists: the rows of `to_table`,
+        in its order (by time, series name, entity), computed without numpy."""
+        t_s: list[float] = []
+        series: list[str] = []
+        entity: list[int] = []
+        value: list[float] = []
+        servers = list(range(self.n))
+        # Time order is point order: `sample` never stores two points at one time.
+        for t, dt, (jobs, steps, queue, area), (g_sum, g_n) in zip(
+                self.t, self.dt, self.values, self.gamma, strict=True):
+            per_server = {
+                "batch_size": [j / s if s > 0 else 0.0
+                               for j, s in zip(jobs, steps, strict=True)],
+                "kv_occupancy": [min(max(a / dt, 0.0), 1.0) for a in area],
+                "queue_len": queue,
+            }
+            for name in sorted(SERIES):
+                if name == "gamma":  # one row for all sessions, only when rounds started
+                    if g_n > 0:
+                        t_s.append(t)
+                        series.append(name)
+                        entity.append(-1)
+                        value.append(float(g_sum) / float(g_n))
+                    continue
+                t_s += [t] * self.n
+                series += [name] * self.n
+                entity += servers
+                value += per_server[name]
+        return [t_s, series, entity, value]
+
+    def write_parquet(self, path: str | Path) -> None:
+        """Writes the table to a Parquet file (one row group) without numpy or pyarrow."""
+        with ParquetWriter(path, TIMESERIES_FIELDS) as writer:
+            writer.write_columns(self.columns())
 
     def to_table(self) -> pa.Table:
         import numpy as np

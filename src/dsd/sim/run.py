@@ -90,12 +90,10 @@ def simulate(
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {k: _clean(v) for k, v in summary.items()}
     result = Result(summary, config, out_dir, table, sim.series)
-    if out_dir:
-        import pyarrow.parquet as pq
-
+    if out_dir:  # dsd's own Parquet writer: neither pyarrow nor numpy is imported
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out_dir / "config.yaml").write_text(dump_config(config))
-        pq.write_table(result.timeseries, out_dir / "timeseries.parquet")
+        sim.series.write_parquet(out_dir / "timeseries.parquet")
     return result
 
 
