@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from dsd.metrics.parquet import ParquetWriter  # noqa: E402
-from dsd.metrics.table import REQUEST_FIELDS, _column, request_schema  # noqa: E402
+from dsd.metrics.table import REQUEST_FIELDS, arrow_column, request_schema  # noqa: E402
 from dsd.sim import simulate  # noqa: E402
 
 FLOATS = [i for i, (_, kind) in enumerate(REQUEST_FIELDS) if kind == "float64"]
@@ -54,7 +54,7 @@ def with_pyarrow(groups: list[list[list]], path: Path) -> None:
     with pq.ParquetWriter(str(path), schema) as writer:
         for cols in groups:
             writer.write_batch(pa.RecordBatch.from_arrays(
-                [_column(tuple(c), f.type) for c, f in zip(cols, schema, strict=True)],
+                [arrow_column(c, f.type) for c, f in zip(cols, schema, strict=True)],
                 schema=schema))
 
 

@@ -25,18 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
 HEAVY = ("numpy", "pyarrow", "torch", "scipy", "pandas")
-UNWANTED = (*HEAVY, "asyncio", "matplotlib", "plotly", "dsd.cli.serve", "dsd.cli.sweep",
-            "dsd.experiments", "dsd.report")
+UNWANTED = (*HEAVY, "pydantic", "rich", "asyncio", "matplotlib", "plotly", "dsd.cli.serve",
+            "dsd.cli.sweep", "dsd.experiments", "dsd.report")
 
 
 def test_simulate_imports_only_what_it_uses(tmp_path):
-    """Even with `--out`: its Parquet files are written by dsd's own writer, which pyarrow
-    reads back with the tables' schemas."""
+    """Even with `--out` and the summary printed: its Parquet files are written by dsd's own
+    writer, which pyarrow reads back with the tables' schemas."""
     code = (
         "import json, sys\n"
         "from dsd.cli.main import main\n"
         f"rc = main(['simulate', {str(ROOT / 'examples/quickstart.yaml')!r}, '--set',"
-        f" 'simulation.duration_s=2', '--set', 'simulation.warmup_s=0', '--quiet',"
+        f" 'simulation.duration_s=2', '--set', 'simulation.warmup_s=0',"
         f" '--out', {str(tmp_path / 'run')!r}])\n"
         f"print(json.dumps([rc, [m for m in {UNWANTED!r} if m in sys.modules]]))\n"
     )

@@ -146,17 +146,29 @@ def recorder() -> TimeSeriesRecorder:
     return rec
 
 
-def test_timeseries_written_directly_equals_to_table(tmp_path):
+def test_timeseries_file_holds_the_documented_rows_in_order(tmp_path):
     rec = recorder()
     assert rec.interval > 10.0 / 4  # merged
     assert 0 < sum(n > 0 for _, n in rec.gamma) < len(rec.t)  # gamma rows missing for some
+    want = []  # (t_s, series, entity, value) as the module docstring defines them
+    for t, dt, (jobs, steps, queue, area), (g_sum, g_n) in zip(
+            rec.t, rec.dt, rec.values, rec.gamma, strict=True):
+        for e in range(rec.n):
+            want.append((t, "batch_size", e, jobs[e] / steps[e] if steps[e] else 0.0))
+            want.append((t, "queue_len", e, queue[e]))
+            want.append((t, "kv_occupancy", e, min(1.0, max(0.0, area[e] / dt))))
+        if g_n:
+            want.append((t, "gamma", -1, g_sum / g_n))
+    want.sort(key=lambda row: row[:3])  # by time, series name, entity
     rec.write_parquet(tmp_path / "timeseries.parquet")
     table = pq.read_table(tmp_path / "timeseries.parquet")
-    want = rec.to_table()
     assert table.schema.equals(arrow_schema(TIMESERIES_FIELDS))
-    assert table.num_rows == want.num_rows == 3 * 3 * len(rec.t) + sum(
-        n > 0 for _, n in rec.gamma)
-    assert table.equals(want)
+    got = list(zip(*(table.column(c).to_pylist() for c in ("t_s", "series", "entity",
+                                                             "value")), strict=True))
+    assert got == want
+    assert any(v == 1.0 for t, name, _, v in got if name == "kv_occupancy")  # clipped
+    assert rec.to_table().equals(table)  # the in-memory table holds the same rows
     empty = TimeSeriesRecorder(2, duration_s=1.0)
     empty.write_parquet(tmp_path / "empty.parquet")
-    assert pq.read_table(tmp_path / "empty.parquet").equals(empty.to_table())
+    empty_table = pq.read_table(tmp_path / "empty.parquet")
+    assert empty_table.num_rows == 0 and empty_table.equals(empty.to_table())

@@ -10,6 +10,7 @@ table and CSV still use pyarrow, imported when the first rows are flushed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,7 +86,7 @@ class RequestTableWriter:
 
         schema = request_schema()
         batch = pa.RecordBatch.from_arrays(
-            [_column(col, f.type) for col, f in zip(columns, schema, strict=True)],
+            [arrow_column(col, f.type) for col, f in zip(columns, schema, strict=True)],
             schema=schema,
         )
         if self.path is None:
@@ -116,7 +117,7 @@ class RequestTableWriter:
         return None
 
 
-def _column(values: tuple[Any, ...], type_: pa.DataType) -> pa.Array:
+def arrow_column(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
     """An Arrow array built from its buffers: `pa.array` imports pandas (~40 MB, ~0.25 s) to
     check whether its input is a pandas object, a cost every `dsd simulate` would pay."""
     import numpy as np

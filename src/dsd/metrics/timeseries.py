@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dsd.metrics.parquet import ParquetWriter
-from dsd.metrics.table import arrow_schema
+from dsd.metrics.table import arrow_column, arrow_schema
 
 if TYPE_CHECKING:
-    import numpy as np
     import pyarrow as pa
 
 SERIES = ("batch_size", "queue_len", "kv_occupancy", "gamma")
@@ -148,53 +147,10 @@ class TimeSeriesRecorder:
             writer.write_columns(self.columns())
 
     def to_table(self) -> pa.Table:
-        import numpy as np
+        """The table in memory, as an Arrow table (pyarrow and numpy are imported here)."""
         import pyarrow as pa
 
         schema = timeseries_schema()
-        if not self.t:
-            return schema.empty_table()
-        n = self.n
-        v = np.array(self.values, dtype=float).reshape(len(self.t), 4, n)  # (points, 4, n)
-        jobs, steps, queue, area = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
-        batch = np.divide(jobs, steps, out=np.zeros_like(jobs), where=steps > 0)
-        kv = np.clip(area / np.asarray(self.dt)[:, None], 0.0, 1.0)
-        times = np.asarray(self.t)
-        size = len(times) * n
-        g = np.asarray(self.gamma, dtype=float)
-        has = g[:, 1] > 0
-        t_all = np.concatenate([np.repeat(times, n)] * 3 + [times[has]])
-        code = np.concatenate([np.full(size, i) for i in range(3)]
-                              + [np.full(int(has.sum()), 3)])  # index into SERIES
-        entity = np.concatenate([np.tile(np.arange(n, dtype=np.int64), len(times))] * 3
-                                + [np.full(int(has.sum()), -1, dtype=np.int64)])
-        value = np.concatenate([batch.ravel(), queue.ravel(), kv.ravel(),
-                                g[has, 0] / g[has, 1]])
-        rank = np.argsort(np.argsort(SERIES))  # alphabetical order of each series name
-        order = np.lexsort((entity, rank[code], t_all))
-        return pa.table({"t_s": _arrow(t_all[order]), "series": _strings(code[order]),
-                         "entity": _arrow(entity[order]), "value": _arrow(value[order])},
-                        schema=schema)
-
-
-# Arrow arrays straight from numpy buffers: pa.array() would import pandas (~40 MB).
-def _arrow(values: np.ndarray) -> pa.Array:
-    import numpy as np
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values)
-    kind = pa.float64() if values.dtype.kind == "f" else pa.int64()
-    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
-
-
-def _strings(codes: np.ndarray) -> pa.Array:
-    import numpy as np
-    import pyarrow as pa
-
-    words = [name.encode() for name in SERIES]
-    lengths = np.array([len(w) for w in words], dtype=np.int32)[codes]
-    offsets = np.zeros(len(codes) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = b"".join(words[c] for c in codes.tolist())
-    return pa.Array.from_buffers(pa.string(), len(codes),
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        return pa.Table.from_arrays(
+            [arrow_column(col, f.type) for col, f in zip(self.columns(), schema, strict=True)],
+            schema=schema)
