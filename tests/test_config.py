@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dsd.cli.main import main
-from dsd.config import apply_override, load_config
+from dsd.config import apply_override, dump_config, load_config
 from dsd.errors import ConfigError
 
 EXAMPLES = sorted(Path("examples").glob("*.yaml"))
@@ -17,6 +18,10 @@ EXAMPLES = sorted(Path("examples").glob("*.yaml"))
 def test_every_example_validates(path: Path) -> None:
     config = load_config(path)
     assert config.cluster.drafts and config.cluster.targets
+    # The run folder's config.yaml reads back as the same scenario, policies included.
+    again = load_config(yaml.safe_load(dump_config(config)))
+    assert again == config and load_config(config) == config
+    assert again.policies.window.params == config.policies.window.params
 
 
 def test_required_examples_exist() -> None:
