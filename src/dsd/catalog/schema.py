@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct, field
+from msgspec import Meta, field
 
 from dsd.catalog.gpu import GpuSpec, OpCoefficients
 from dsd.catalog.model import ModelSpec
-from dsd.config.validation import convert, required_fields, to_builtins
+from dsd.config.validation import (
+    NonNegative,
+    Positive,
+    PositiveInt,
+    Strict,
+    convert,
+    required_fields,
+    to_builtins,
+)
 from dsd.errors import ConfigError
 
 Kind = Literal["gpus", "models"]
-Positive = Annotated[float, Meta(gt=0)]
-NonNegative = Annotated[float, Meta(ge=0)]
-Count = Annotated[int, Meta(gt=0)]
 Efficiency = Annotated[float, Meta(gt=0, le=1)]
 
 
-class OpsEntry(Struct, forbid_unknown_fields=True, kw_only=True):
+class OpsEntry(Strict, kw_only=True):
     """Operator-model coefficients (all optional: missing ones follow the spec rule)."""
 
     matmul_tflops: Positive | None = None
@@ -27,7 +32,7 @@ class OpsEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     smoothness: Annotated[float, Meta(ge=1, le=50)] | None = None
     matmul_kernel_us: NonNegative | None = None
     elementwise_kernel_us: NonNegative | None = None
-    tile_tokens: Count | None = None
+    tile_tokens: PositiveInt | None = None
     allreduce_us: NonNegative | None = None
     allreduce_gbps: Positive | None = None
     step_overhead_ms: NonNegative | None = None
@@ -36,7 +41,7 @@ class OpsEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     source: str | None = None
 
 
-class GpuEntry(Struct, forbid_unknown_fields=True, kw_only=True):
+class GpuEntry(Strict, kw_only=True):
     aliases: tuple[str, ...] = ()
     tflops: Positive
     memory_gb: Positive
@@ -47,21 +52,21 @@ class GpuEntry(Struct, forbid_unknown_fields=True, kw_only=True):
     step_overhead_ms: NonNegative
     allreduce_latency_us: NonNegative
     dtype_bytes: Literal[1, 2, 4] = 2
-    sm_count: Count = 108
+    sm_count: PositiveInt = 108
     ops: OpsEntry = field(default_factory=OpsEntry)
 
 
-class ModelEntry(Struct, forbid_unknown_fields=True, kw_only=True):
+class ModelEntry(Strict, kw_only=True):
     aliases: tuple[str, ...] = ()
     family: Annotated[str, Meta(min_length=1)]
     params_b: Positive
-    layers: Count
-    hidden: Count
-    heads: Count
-    kv_heads: Count
-    head_dim: Count
-    intermediate: Count
-    vocab: Count
+    layers: PositiveInt
+    hidden: PositiveInt
+    heads: PositiveInt
+    kv_heads: PositiveInt
+    head_dim: PositiveInt
+    intermediate: PositiveInt
+    vocab: PositiveInt
     tied_embeddings: bool = False
     gated_mlp: bool = True
     parallel_block: bool = False

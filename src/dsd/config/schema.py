@@ -12,21 +12,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct, field
+from msgspec import Meta, field
 
+from dsd.config.validation import (
+    NonNegative,
+    NonNegativeInt,
+    Positive,
+    PositiveInt,
+    Probability,
+    Strict,
+)
 from dsd.policies.mode import Mode
-
-# Number constraints, checked (and named in errors) by msgspec.
-PositiveInt = Annotated[int, Meta(ge=1)]
-NonNegativeInt = Annotated[int, Meta(ge=0)]
-Positive = Annotated[float, Meta(gt=0)]
-NonNegative = Annotated[float, Meta(ge=0)]
-Probability = Annotated[float, Meta(ge=0, le=1)]
-
-
-class Strict(Struct, forbid_unknown_fields=True, kw_only=True):
-    """A config section: unknown keys are errors; fields are set by name."""
-
 
 Range = float | tuple[float, float]  # a value, or [low, high] drawn uniformly per device/link
 

@@ -12,13 +12,27 @@ import re
 import types
 import typing
 from functools import cache
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 from dsd.errors import ConfigError
 
 T = TypeVar("T")
+
+# Number constraints, checked (and named in errors) by msgspec.
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Probability = Annotated[float, Meta(ge=0, le=1)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A section of a config or catalog: unknown keys are errors; fields are set by name.
+    Subclasses repeat `kw_only=True` (msgspec applies it to each class's own fields), so
+    a required field may follow one with a default."""
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
 _PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[([^\]]*)\]")
